@@ -1,0 +1,152 @@
+//! BufferManager: the queue of members waiting for an offer, and the queue of
+//! task updates on their way to the Maintainer.
+//!
+//! Launch jobs stay queued until the OfferManager reports them launched (or the
+//! instance is deleted), so an offer round that fails leaves them for the next.
+//! Task updates are forwarded in arrival order.
+//!
+//! A restart of this actor loses the queues; they are rebuilt from the store when
+//! the scheduler starts (members persisted without an agent are re-queued).
+
+use std::collections::VecDeque;
+
+use actix::prelude::*;
+
+use mesos_stateful_proto::v1;
+
+use crate::domain::offers::LaunchJob;
+use crate::ActorError;
+
+use super::maintainer::MaintainerMsg;
+use super::offer_manager::OfferMsg;
+
+/// Events and commands of the BufferManager.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum BufferMsg {
+    /// Members to launch.
+    QueueLaunch(Vec<LaunchJob>),
+    /// The OfferManager launched these task ids.
+    Launched(Vec<String>),
+    /// Drop every queued job of an instance (it is being deleted).
+    CancelInstance(String),
+    /// A status update from Mesos, for the Maintainer.
+    TaskUpdate(Box<v1::TaskStatus>),
+}
+
+/// Reads the queued launch jobs, oldest first.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<LaunchJob>")]
+pub struct PendingJobs;
+
+/// The actor.
+#[derive(Debug)]
+pub struct BufferManager {
+    jobs: VecDeque<LaunchJob>,
+    offer_manager: Recipient<OfferMsg>,
+    maintainer: Recipient<MaintainerMsg>,
+    updates_forwarded: u64,
+}
+
+impl BufferManager {
+    /// A BufferManager feeding `offer_manager` and `maintainer`.
+    pub fn new(offer_manager: Recipient<OfferMsg>, maintainer: Recipient<MaintainerMsg>) -> Self {
+        BufferManager {
+            jobs: VecDeque::new(),
+            offer_manager,
+            maintainer,
+            updates_forwarded: 0,
+        }
+    }
+
+    fn on_queue_launch(&mut self, jobs: Vec<LaunchJob>) {
+        let mut added = false;
+        for job in jobs {
+            if !self.jobs.iter().any(|queued| queued.task_id == job.task_id) {
+                tracing::info!(task_id = %job.task_id, "queued for launch");
+                self.jobs.push_back(job);
+                added = true;
+            }
+        }
+        if added {
+            self.offer_manager.do_send(OfferMsg::WorkQueued);
+        }
+    }
+
+    fn on_launched(&mut self, task_ids: Vec<String>) {
+        self.jobs.retain(|job| !task_ids.contains(&job.task_id));
+    }
+
+    fn on_cancel_instance(&mut self, instance: String) {
+        self.jobs.retain(|job| job.instance != instance);
+    }
+
+    fn on_task_update(&mut self, status: Box<v1::TaskStatus>) {
+        self.updates_forwarded += 1;
+        self.maintainer.do_send(MaintainerMsg::TaskUpdate(status));
+    }
+}
+
+impl Actor for BufferManager {
+    type Context = Context<Self>;
+}
+
+impl Handler<BufferMsg> for BufferManager {
+    type Result = ();
+    fn handle(&mut self, msg: BufferMsg, _: &mut Context<Self>) {
+        match msg {
+            BufferMsg::QueueLaunch(jobs) => self.on_queue_launch(jobs),
+            BufferMsg::Launched(ids) => self.on_launched(ids),
+            BufferMsg::CancelInstance(name) => self.on_cancel_instance(name),
+            BufferMsg::TaskUpdate(status) => self.on_task_update(status),
+        }
+    }
+}
+
+impl Handler<PendingJobs> for BufferManager {
+    type Result = MessageResult<PendingJobs>;
+    fn handle(&mut self, _: PendingJobs, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.jobs.iter().cloned().collect())
+    }
+}
+
+/// Typed access to the BufferManager.
+#[derive(Debug, Clone)]
+pub struct BufferManagerHandle {
+    addr: Addr<BufferManager>,
+}
+
+impl BufferManagerHandle {
+    pub(crate) fn new(addr: Addr<BufferManager>) -> Self {
+        BufferManagerHandle { addr }
+    }
+
+    /// Queues members for launch.
+    pub fn queue_launch(&self, jobs: Vec<LaunchJob>) {
+        self.addr.do_send(BufferMsg::QueueLaunch(jobs));
+    }
+
+    /// Reports task ids launched.
+    pub fn launched(&self, task_ids: Vec<String>) {
+        self.addr.do_send(BufferMsg::Launched(task_ids));
+    }
+
+    /// Drops the queued jobs of an instance.
+    pub fn cancel_instance(&self, instance: &str) {
+        self.addr
+            .do_send(BufferMsg::CancelInstance(instance.to_string()));
+    }
+
+    /// Hands a status update to the update queue.
+    pub fn task_update(&self, status: v1::TaskStatus) {
+        self.addr.do_send(BufferMsg::TaskUpdate(Box::new(status)));
+    }
+
+    /// The queued jobs.
+    pub async fn pending(&self) -> Result<Vec<LaunchJob>, ActorError> {
+        self.addr
+            .send(PendingJobs)
+            .await
+            .map_err(|e| ActorError::mailbox("BufferManager", e))
+    }
+}

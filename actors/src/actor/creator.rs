@@ -1,0 +1,139 @@
+//! Creator: accepts validated create requests, persists the new instance with its
+//! master's task record in one atomic write, then queues the master for launch.
+//!
+//! The reply (and so the REST 202) is sent only after the write is durable.
+//! A restart of this actor loses nothing: it keeps no state.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+
+use mesos_stateful_store::records::{
+    task_id, InstanceRecord, InstanceSpec, InstanceStatus, Role, TaskRecord, SCHEMA_VERSION,
+};
+
+use crate::domain::offers::LaunchJob;
+use crate::domain::view::InstanceView;
+use crate::workload::Workload;
+use crate::ActorError;
+
+use super::buffer_manager::BufferManagerHandle;
+use super::state_manager::StateManagerHandle;
+
+/// Creates an instance from a validated spec.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<InstanceView, ActorError>")]
+pub struct CreateInstance {
+    /// Validated name.
+    pub name: String,
+    /// Validated spec.
+    pub spec: InstanceSpec,
+}
+
+/// The actor.
+#[derive(Debug)]
+pub struct Creator {
+    state: StateManagerHandle,
+    buffer: BufferManagerHandle,
+    workload: Arc<dyn Workload>,
+}
+
+impl Creator {
+    /// A Creator persisting through `state` and queueing on `buffer`.
+    pub fn new(
+        state: StateManagerHandle,
+        buffer: BufferManagerHandle,
+        workload: Arc<dyn Workload>,
+    ) -> Self {
+        Creator {
+            state,
+            buffer,
+            workload,
+        }
+    }
+}
+
+impl Actor for Creator {
+    type Context = Context<Self>;
+}
+
+impl Handler<CreateInstance> for Creator {
+    type Result = ResponseFuture<Result<InstanceView, ActorError>>;
+
+    fn handle(&mut self, msg: CreateInstance, _: &mut Context<Self>) -> Self::Result {
+        let (state, buffer, workload) = (
+            self.state.clone(),
+            self.buffer.clone(),
+            self.workload.clone(),
+        );
+        Box::pin(async move {
+            let CreateInstance { name, spec } = msg;
+            let created_at_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let instance = InstanceRecord {
+                schema: SCHEMA_VERSION,
+                name: name.clone(),
+                spec: spec.clone(),
+                status: InstanceStatus::Creating,
+                status_message: None,
+                version: 0,
+                created_at_ms,
+            };
+            let master = TaskRecord {
+                schema: SCHEMA_VERSION,
+                instance: name.clone(),
+                ordinal: 0,
+                role: Role::Master,
+                incarnation: 1,
+                task_id: task_id(&name, 0, 1),
+                agent_id: None,
+                hostname: None,
+                port: None,
+                state: None,
+                message: Some("waiting for an offer".to_string()),
+                version: 0,
+            };
+            let job = LaunchJob {
+                instance: name.clone(),
+                ordinal: 0,
+                task_id: master.task_id.clone(),
+                role: Role::Master,
+                resources: spec.resources,
+            };
+            let created = state.create(instance, vec![master]).await?;
+            tracing::info!(instance = %name, "instance created");
+            buffer.queue_launch(vec![job]);
+            let view = created.view();
+            let actions = workload.start(&view);
+            super::actions::carry_out(&state, &buffer, created, actions).await?;
+            Ok(view)
+        })
+    }
+}
+
+/// Typed access to the Creator.
+#[derive(Debug, Clone)]
+pub struct CreatorHandle {
+    addr: Addr<Creator>,
+}
+
+impl CreatorHandle {
+    pub(crate) fn new(addr: Addr<Creator>) -> Self {
+        CreatorHandle { addr }
+    }
+
+    /// Creates an instance; returns once it is durable.
+    pub async fn create(
+        &self,
+        name: String,
+        spec: InstanceSpec,
+    ) -> Result<InstanceView, ActorError> {
+        self.addr
+            .send(CreateInstance { name, spec })
+            .await
+            .map_err(|e| ActorError::mailbox("Creator", e))?
+    }
+}

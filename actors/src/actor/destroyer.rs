@@ -1,0 +1,210 @@
+//! Destroyer: deletes instances. Marks the instance DELETING (persisted), drops its
+//! queued launches, KILLs every live task, and marks it DELETED once every task is
+//! terminal. Kills are re-sent periodically until then, in case one was lost.
+//!
+//! A restart of this actor loses nothing: DELETING instances are found again in the
+//! store by the periodic sweep.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use std::sync::Arc;
+
+use mesos_stateful_store::records::InstanceStatus;
+
+use crate::domain::lifecycle;
+use crate::domain::view::InstanceView;
+use crate::mesos::{calls, MesosCalls};
+use crate::ActorError;
+
+use super::buffer_manager::BufferManagerHandle;
+use super::state_manager::{InstanceState, StateManagerHandle};
+
+/// How often kills of DELETING instances' live tasks are re-sent.
+pub const KILL_RETRY_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Events of the Destroyer.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum DestroyerMsg {
+    /// A task of a DELETING instance became terminal.
+    TaskTerminal(String),
+}
+
+/// Timers of the Destroyer.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+enum DestroyerTimer {
+    /// Re-send kills and finish deletions.
+    Sweep,
+}
+
+/// Deletes an instance.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<InstanceView, ActorError>")]
+pub struct DeleteInstance(pub String);
+
+/// The actor.
+#[derive(Debug)]
+pub struct Destroyer {
+    state: StateManagerHandle,
+    buffer: BufferManagerHandle,
+    mesos: Arc<dyn MesosCalls>,
+}
+
+impl Destroyer {
+    /// A Destroyer killing through `mesos`.
+    pub fn new(
+        state: StateManagerHandle,
+        buffer: BufferManagerHandle,
+        mesos: Arc<dyn MesosCalls>,
+    ) -> Self {
+        Destroyer {
+            state,
+            buffer,
+            mesos,
+        }
+    }
+
+    fn kill_live_tasks(mesos: &dyn MesosCalls, state: &InstanceState) {
+        for task in state.tasks.values() {
+            if task.agent_id.is_some() && !lifecycle::is_terminal(task.state.as_deref()) {
+                tracing::info!(task_id = %task.task_id, "killing");
+                mesos.send(calls::kill(&task.task_id, task.agent_id.as_deref()));
+            }
+        }
+    }
+
+    /// Marks the instance DELETED when every task is terminal or was never launched.
+    async fn finish_if_done(
+        store: &StateManagerHandle,
+        name: &str,
+    ) -> Result<Option<InstanceState>, ActorError> {
+        let Some(mut state) = store.get(name).await? else {
+            return Ok(None);
+        };
+        if state.instance.status != InstanceStatus::Deleting {
+            return Ok(Some(state));
+        }
+        let next = lifecycle::next_status(&state.instance, &state.task_list());
+        if next == InstanceStatus::Deleted {
+            state.instance.status = InstanceStatus::Deleted;
+            store
+                .write(vec![state.instance.clone()], Vec::new())
+                .await?;
+            tracing::info!(instance = %name, "instance deleted");
+            return store.get(name).await;
+        }
+        Ok(Some(state))
+    }
+
+    fn on_task_terminal(&mut self, name: String, ctx: &mut Context<Self>) {
+        let store = self.state.clone();
+        ctx.spawn(
+            async move {
+                if let Err(error) = Self::finish_if_done(&store, &name).await {
+                    tracing::warn!(instance = %name, %error, "finishing deletion failed");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn on_sweep(&mut self, ctx: &mut Context<Self>) {
+        let store = self.state.clone();
+        let mesos = self.mesos.clone();
+        ctx.spawn(
+            async move {
+                let Ok(states) = store.list().await else {
+                    return;
+                };
+                for state in states {
+                    if state.instance.status == InstanceStatus::Deleting {
+                        Self::kill_live_tasks(mesos.as_ref(), &state);
+                        if let Err(error) = Self::finish_if_done(&store, &state.instance.name).await {
+                            tracing::warn!(instance = %state.instance.name, %error, "finishing deletion failed");
+                        }
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Actor for Destroyer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(KILL_RETRY_INTERVAL, |_, ctx| {
+            ctx.notify(DestroyerTimer::Sweep);
+        });
+    }
+}
+
+impl Handler<DestroyerMsg> for Destroyer {
+    type Result = ();
+    fn handle(&mut self, msg: DestroyerMsg, ctx: &mut Context<Self>) {
+        match msg {
+            DestroyerMsg::TaskTerminal(name) => self.on_task_terminal(name, ctx),
+        }
+    }
+}
+
+impl Handler<DestroyerTimer> for Destroyer {
+    type Result = ();
+    fn handle(&mut self, msg: DestroyerTimer, ctx: &mut Context<Self>) {
+        match msg {
+            DestroyerTimer::Sweep => self.on_sweep(ctx),
+        }
+    }
+}
+
+impl Handler<DeleteInstance> for Destroyer {
+    type Result = ResponseFuture<Result<InstanceView, ActorError>>;
+
+    fn handle(&mut self, msg: DeleteInstance, _: &mut Context<Self>) -> Self::Result {
+        let (store, buffer, mesos) = (self.state.clone(), self.buffer.clone(), self.mesos.clone());
+        Box::pin(async move {
+            let name = msg.0;
+            let Some(mut state) = store.get(&name).await? else {
+                return Err(ActorError::NotFound(name));
+            };
+            if state.instance.status.can_delete() {
+                state.instance.status = InstanceStatus::Deleting;
+                store
+                    .write(vec![state.instance.clone()], Vec::new())
+                    .await?;
+                tracing::info!(instance = %name, "deleting instance");
+            }
+            if state.instance.status == InstanceStatus::Deleting {
+                buffer.cancel_instance(&name);
+                Self::kill_live_tasks(mesos.as_ref(), &state);
+            }
+            let state = Self::finish_if_done(&store, &name)
+                .await?
+                .ok_or_else(|| ActorError::NotFound(name.clone()))?;
+            Ok(state.view())
+        })
+    }
+}
+
+/// Typed access to the Destroyer.
+#[derive(Debug, Clone)]
+pub struct DestroyerHandle {
+    addr: Addr<Destroyer>,
+}
+
+impl DestroyerHandle {
+    pub(crate) fn new(addr: Addr<Destroyer>) -> Self {
+        DestroyerHandle { addr }
+    }
+
+    /// Deletes an instance; returns once DELETING is durable.
+    pub async fn delete(&self, name: &str) -> Result<InstanceView, ActorError> {
+        self.addr
+            .send(DeleteInstance(name.to_string()))
+            .await
+            .map_err(|e| ActorError::mailbox("Destroyer", e))?
+    }
+}

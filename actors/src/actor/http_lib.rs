@@ -1,0 +1,278 @@
+//! HttpLib: the REST API (actix-web). Handlers only translate: parse and validate a
+//! request, send it to an actor handle, map the answer to HTTP. They never touch the
+//! store.
+//!
+//! Routes:
+//! - `POST /v1/instances` → 202 + `Location`, the instance as JSON;
+//! - `GET /v1/instances`, `GET /v1/instances/{name}`;
+//! - `DELETE /v1/instances/{name}` → 202;
+//! - `GET /health`.
+//!
+//! Errors are JSON `{"code": "...", "message": "..."}` with stable codes.
+
+use std::net::SocketAddr;
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use serde::Serialize;
+
+use crate::domain::request::{validate_name, CreateInstanceRequest};
+use crate::ActorError;
+
+use super::creator::CreatorHandle;
+use super::destroyer::DestroyerHandle;
+use super::state_manager::StateManagerHandle;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The error body of every failed request.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// An error answered to a REST client.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ActorError> for ApiError {
+    fn from(error: ActorError) -> Self {
+        let status = match &error {
+            ActorError::Validation(_) => StatusCode::BAD_REQUEST,
+            ActorError::NotFound(_) => StatusCode::NOT_FOUND,
+            ActorError::AlreadyExists(_) => StatusCode::CONFLICT,
+            ActorError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ActorError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, error.code(), error.to_string())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(ErrorBody {
+            code: self.code,
+            message: self.message.clone(),
+        })
+    }
+}
+
+/// What the handlers reach.
+#[derive(Debug, Clone)]
+pub struct ApiHandles {
+    /// Creates instances.
+    pub creator: CreatorHandle,
+    /// Deletes instances.
+    pub destroyer: DestroyerHandle,
+    /// Reads state.
+    pub state: StateManagerHandle,
+}
+
+/// Adds the API's routes to an app.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            web::resource("/v1/instances")
+                .route(web::post().to(create_instance))
+                .route(web::get().to(list_instances))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/instances/{name}")
+                .route(web::get().to(get_instance))
+                .route(web::delete().to(delete_instance))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/health").route(web::get().to(health)));
+}
+
+async fn create_instance(
+    request: HttpRequest,
+    body: web::Bytes,
+    handles: web::Data<ApiHandles>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+        let json = content_type
+            .to_str()
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            })
+            .unwrap_or(false);
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "request body must be application/json",
+            ));
+        }
+    }
+    let parsed: CreateInstanceRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("invalid request body: {e}"),
+        )
+    })?;
+    let (name, spec) = parsed.validate().map_err(ActorError::from)?;
+    let view = handles.creator.create(name.clone(), spec).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/v1/instances/{name}")))
+        .json(view))
+}
+
+async fn list_instances(handles: web::Data<ApiHandles>) -> Result<HttpResponse, ApiError> {
+    let views: Vec<_> = handles
+        .state
+        .list()
+        .await?
+        .iter()
+        .map(|s| s.view())
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+fn checked_name(path: web::Path<String>) -> Result<String, ApiError> {
+    let name = path.into_inner();
+    validate_name(&name).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("instance {name:?} not found"),
+        )
+    })?;
+    Ok(name)
+}
+
+async fn get_instance(
+    path: web::Path<String>,
+    handles: web::Data<ApiHandles>,
+) -> Result<HttpResponse, ApiError> {
+    let name = checked_name(path)?;
+    match handles.state.get(&name).await? {
+        Some(state) => Ok(HttpResponse::Ok().json(state.view())),
+        None => Err(ActorError::NotFound(name).into()),
+    }
+}
+
+async fn delete_instance(
+    path: web::Path<String>,
+    handles: web::Data<ApiHandles>,
+) -> Result<HttpResponse, ApiError> {
+    let name = checked_name(path)?;
+    let view = handles.destroyer.delete(&name).await?;
+    Ok(HttpResponse::Accepted().json(view))
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this resource",
+    ))
+}
+
+async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {}", request.path()),
+    ))
+}
+
+/// The actor owning the HTTP server; stopping it stops the server gracefully.
+#[derive(Debug)]
+pub struct HttpLib {
+    server: ServerHandle,
+    /// Address the server is bound to (port 0 resolved).
+    pub local_addr: SocketAddr,
+}
+
+impl HttpLib {
+    /// Binds `listen` and starts serving on the current actix system.
+    pub fn start_server(listen: SocketAddr, handles: ApiHandles) -> std::io::Result<Addr<HttpLib>> {
+        let data = web::Data::new(handles);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .configure(configure)
+                .default_service(web::to(not_found))
+        })
+        .workers(2)
+        .disable_signals()
+        .bind(listen)?;
+        let local_addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| std::io::Error::other("server bound to no address"))?;
+        let server = server.run();
+        let handle = server.handle();
+        actix::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, "http server stopped");
+            }
+        });
+        tracing::info!(%local_addr, "REST API listening");
+        Ok(HttpLib {
+            server: handle,
+            local_addr,
+        }
+        .start())
+    }
+}
+
+impl Actor for HttpLib {
+    type Context = Context<Self>;
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        let server = self.server.clone();
+        actix::spawn(async move { server.stop(true).await });
+        Running::Stop
+    }
+}
+
+/// Asks the HttpLib for its bound address.
+#[derive(Debug, Message)]
+#[rtype(result = "SocketAddr")]
+pub struct LocalAddr;
+
+impl Handler<LocalAddr> for HttpLib {
+    type Result = MessageResult<LocalAddr>;
+    fn handle(&mut self, _: LocalAddr, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.local_addr)
+    }
+}

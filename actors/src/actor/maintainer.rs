@@ -1,0 +1,205 @@
+//! Maintainer: turns Mesos task states into member and instance states.
+//!
+//! For every status update, in order (`ctx.wait`): find the member whose current
+//! task it is, record the new state, persist, and only then ACKNOWLEDGE the update
+//! (when it carries a uuid; master-generated updates do not and are never
+//! acknowledged). Then the workload's callbacks run and their actions are carried
+//! out. Updates for tasks we do not know, or for an older incarnation of a member,
+//! are acknowledged and, when still live, killed: such a task is an orphan.
+//!
+//! A restart of this actor loses nothing: unacknowledged updates are re-sent by Mesos.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use mesos_stateful_proto::v1;
+use mesos_stateful_store::records::{InstanceStatus, Role, TaskRecord};
+
+use crate::domain::lifecycle;
+use crate::domain::view::MemberView;
+use crate::mesos::{calls, MesosCalls};
+use crate::workload::Workload;
+use crate::ActorError;
+
+use super::buffer_manager::BufferManagerHandle;
+use super::destroyer::DestroyerMsg;
+use super::state_manager::{InstanceState, StateManagerHandle};
+
+/// Events of the Maintainer.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum MaintainerMsg {
+    /// A status update from Mesos.
+    TaskUpdate(Box<v1::TaskStatus>),
+}
+
+/// The actor.
+#[derive(Debug)]
+pub struct Maintainer {
+    worker: Arc<UpdateWorker>,
+}
+
+/// Everything handling an update needs, detached from the actor.
+#[derive(Debug)]
+struct UpdateWorker {
+    state: StateManagerHandle,
+    buffer: BufferManagerHandle,
+    destroyer: Recipient<DestroyerMsg>,
+    mesos: Arc<dyn MesosCalls>,
+    workload: Arc<dyn Workload>,
+}
+
+impl Maintainer {
+    /// A Maintainer writing through `state` and acknowledging through `mesos`.
+    pub fn new(
+        state: StateManagerHandle,
+        buffer: BufferManagerHandle,
+        destroyer: Recipient<DestroyerMsg>,
+        mesos: Arc<dyn MesosCalls>,
+        workload: Arc<dyn Workload>,
+    ) -> Self {
+        Maintainer {
+            worker: Arc::new(UpdateWorker {
+                state,
+                buffer,
+                destroyer,
+                mesos,
+                workload,
+            }),
+        }
+    }
+
+    fn on_task_update(&mut self, status: Box<v1::TaskStatus>, ctx: &mut Context<Self>) {
+        let worker = self.worker.clone();
+        ctx.wait(
+            async move {
+                let task_id = status.task_id.value.clone();
+                if let Err(error) = worker.apply(*status).await {
+                    // Not acknowledged: Mesos will send the update again.
+                    tracing::error!(%task_id, %error, "status update not applied");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl UpdateWorker {
+    async fn apply(&self, status: v1::TaskStatus) -> Result<(), ActorError> {
+        let task_id = status.task_id.value.clone();
+        let state = v1::TaskState::try_from(status.state).unwrap_or(v1::TaskState::TaskUnknown);
+        let state_name = lifecycle::state_name(state);
+        let agent_id = status.agent_id.as_ref().map(|a| a.value.clone());
+        tracing::info!(%task_id, state = state_name, message = status.message.as_deref().unwrap_or(""), "status update");
+
+        let instance = self.state.find_task(&task_id).await?;
+        let current = instance
+            .as_ref()
+            .and_then(|i| i.tasks.values().find(|t| t.task_id == task_id).cloned());
+        let (Some(instance), Some(record)) = (instance, current) else {
+            self.acknowledge(&status);
+            if !state.is_terminal() {
+                tracing::warn!(%task_id, "killing a task we do not know");
+                self.mesos.send(calls::kill(&task_id, agent_id.as_deref()));
+            }
+            return Ok(());
+        };
+
+        let previous = record.state.clone();
+        let mut updated = record.clone();
+        updated.state = Some(state_name.to_string());
+        updated.message = status.message.clone();
+        if updated.agent_id.is_none() {
+            updated.agent_id = agent_id;
+        }
+        let mut tasks = instance.tasks.clone();
+        tasks.insert(updated.ordinal, updated.clone());
+        let task_list: Vec<TaskRecord> = tasks.values().cloned().collect();
+        let mut instance_record = instance.instance.clone();
+        let next = if instance_record.status == InstanceStatus::Deleting {
+            instance_record.status
+        } else {
+            lifecycle::next_status(&instance_record, &task_list)
+        };
+        let instance_changed = next != instance_record.status;
+        instance_record.status = next;
+        let instances = if instance_changed {
+            vec![instance_record.clone()]
+        } else {
+            Vec::new()
+        };
+        self.state.write(instances, vec![updated.clone()]).await?;
+        self.acknowledge(&status);
+
+        let was_running =
+            previous.as_deref() == Some(lifecycle::state_name(v1::TaskState::TaskRunning));
+        let was_terminal = lifecycle::is_terminal(previous.as_deref());
+        let after = InstanceState {
+            instance: instance_record.clone(),
+            tasks,
+        };
+        if matches!(
+            instance_record.status,
+            InstanceStatus::Deleting | InstanceStatus::Deleted
+        ) {
+            if !state.is_terminal() {
+                // Launched before the delete took effect: stop it too.
+                self.mesos
+                    .send(calls::kill(&task_id, updated.agent_id.as_deref()));
+            } else {
+                self.destroyer
+                    .do_send(DestroyerMsg::TaskTerminal(instance_record.name.clone()));
+            }
+            return Ok(());
+        }
+        let live = matches!(
+            instance_record.status,
+            InstanceStatus::Creating | InstanceStatus::Running
+        );
+        if !live {
+            return Ok(());
+        }
+        let view = after.view();
+        let member = MemberView::from(&updated);
+        let actions = if state == v1::TaskState::TaskRunning && !was_running {
+            match updated.role {
+                Role::Master => self.workload.master_running(&view, &member),
+                Role::Replica => self.workload.replica_running(&view, &member),
+            }
+        } else if state.is_terminal() && !was_terminal {
+            match updated.role {
+                Role::Master => self.workload.master_lost(&view, &member),
+                Role::Replica => self.workload.replica_lost(&view, &member),
+            }
+        } else {
+            Vec::new()
+        };
+        super::actions::carry_out(&self.state, &self.buffer, after, actions).await
+    }
+
+    fn acknowledge(&self, status: &v1::TaskStatus) {
+        // Updates without a uuid come from the master and must not be acknowledged.
+        let (Some(uuid), Some(agent)) = (&status.uuid, &status.agent_id) else {
+            return;
+        };
+        self.mesos.send(calls::acknowledge(
+            &agent.value,
+            &status.task_id.value,
+            uuid.clone(),
+        ));
+    }
+}
+
+impl Actor for Maintainer {
+    type Context = Context<Self>;
+}
+
+impl Handler<MaintainerMsg> for Maintainer {
+    type Result = ();
+    fn handle(&mut self, msg: MaintainerMsg, ctx: &mut Context<Self>) {
+        match msg {
+            MaintainerMsg::TaskUpdate(status) => self.on_task_update(status, ctx),
+        }
+    }
+}

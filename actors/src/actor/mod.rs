@@ -1,0 +1,280 @@
+//! The actors, their handles, and [`System`], which starts and wires them.
+//!
+//! Topology (arrows are messages):
+//!
+//! ```text
+//! REST ─► HttpLib ─► Creator ─► StateManager
+//!                 │          └► BufferManager ─► OfferManager ─► Mesos ACCEPT/DECLINE/REVIVE
+//!                 └► Destroyer ─► Mesos KILL
+//! Mesos OFFERS ─► OfferManager ─► StateManager (placement), BufferManager (launched)
+//! Mesos UPDATE ─► BufferManager ─► Maintainer ─► StateManager, Mesos ACKNOWLEDGE,
+//!                                              Destroyer (terminal while deleting)
+//! ```
+//!
+//! All actors run on the actix system's arbiter; the only blocking work (RocksDB)
+//! runs on tokio's blocking pool, awaited by the StateManager.
+
+mod actions;
+pub mod buffer_manager;
+pub mod creator;
+pub mod destroyer;
+pub mod http_lib;
+pub mod maintainer;
+pub mod offer_manager;
+pub mod state_manager;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use mesos_stateful_proto::v1::scheduler::{event, Event};
+use mesos_stateful_store::records::InstanceStatus;
+use mesos_stateful_store::StateStore;
+
+use crate::domain::launch::ExecutorLaunch;
+use crate::domain::lifecycle;
+use crate::domain::offers::LaunchJob;
+use crate::mesos::{calls, MesosCalls};
+use crate::workload::Workload;
+use crate::ActorError;
+
+use buffer_manager::{BufferManager, BufferManagerHandle};
+use creator::{Creator, CreatorHandle};
+use destroyer::{Destroyer, DestroyerHandle};
+use http_lib::{ApiHandles, HttpLib};
+use maintainer::Maintainer;
+use offer_manager::{OfferManager, OfferManagerHandle};
+use state_manager::{StateManager, StateManagerHandle};
+
+/// Settings of the actor system.
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    /// Address of the REST API (port 0 picks one).
+    pub listen: SocketAddr,
+    /// How tasks get our executor.
+    pub executor: ExecutorLaunch,
+}
+
+/// The running actors.
+#[derive(Debug, Clone)]
+pub struct System {
+    /// Creates instances.
+    pub creator: CreatorHandle,
+    /// Deletes instances.
+    pub destroyer: DestroyerHandle,
+    /// Reads and writes state.
+    pub state: StateManagerHandle,
+    /// Queues.
+    pub buffer: BufferManagerHandle,
+    /// Offers.
+    pub offers: OfferManagerHandle,
+    /// The REST server's actor.
+    pub http: Addr<HttpLib>,
+    /// Where the REST API listens.
+    pub api_addr: SocketAddr,
+    mesos: Arc<dyn MesosCalls>,
+}
+
+impl System {
+    /// Loads state from `store` and starts every actor on the current actix system.
+    pub async fn start(
+        store: StateStore,
+        mesos: Arc<dyn MesosCalls>,
+        workload: Arc<dyn Workload>,
+        config: SystemConfig,
+    ) -> Result<System, ActorError> {
+        let state_manager = tokio::task::spawn_blocking(move || StateManager::load(store))
+            .await
+            .map_err(|e| ActorError::Unavailable {
+                actor: "StateManager",
+                reason: e.to_string(),
+            })??;
+        let state = StateManagerHandle::new(state_manager.start());
+
+        // Contexts first, so actors that feed each other can hold each other's address.
+        let buffer_ctx = Context::<BufferManager>::new();
+        let offer_ctx = Context::<OfferManager>::new();
+        let maintainer_ctx = Context::<Maintainer>::new();
+        let destroyer_ctx = Context::<Destroyer>::new();
+        let buffer = BufferManagerHandle::new(buffer_ctx.address());
+
+        let destroyer_addr =
+            destroyer_ctx.run(Destroyer::new(state.clone(), buffer.clone(), mesos.clone()));
+        let maintainer_addr = maintainer_ctx.run(Maintainer::new(
+            state.clone(),
+            buffer.clone(),
+            destroyer_addr.clone().recipient(),
+            mesos.clone(),
+            workload.clone(),
+        ));
+        let offer_addr = offer_ctx.run(OfferManager::new(
+            buffer.clone(),
+            state.clone(),
+            mesos.clone(),
+            workload.clone(),
+            config.executor.clone(),
+        ));
+        buffer_ctx.run(BufferManager::new(
+            offer_addr.clone().recipient(),
+            maintainer_addr.recipient(),
+        ));
+        let creator =
+            CreatorHandle::new(Creator::new(state.clone(), buffer.clone(), workload).start());
+        let destroyer = DestroyerHandle::new(destroyer_addr);
+
+        let http = HttpLib::start_server(
+            config.listen,
+            ApiHandles {
+                creator: creator.clone(),
+                destroyer: destroyer.clone(),
+                state: state.clone(),
+            },
+        )
+        .map_err(|e| ActorError::Unavailable {
+            actor: "HttpLib",
+            reason: format!("cannot listen on {}: {e}", config.listen),
+        })?;
+        let api_addr = http
+            .send(http_lib::LocalAddr)
+            .await
+            .map_err(|e| ActorError::mailbox("HttpLib", e))?;
+
+        let system = System {
+            creator,
+            destroyer,
+            state,
+            buffer,
+            offers: OfferManagerHandle::new(offer_addr),
+            http,
+            api_addr,
+            mesos,
+        };
+        system.requeue_unplaced().await?;
+        Ok(system)
+    }
+
+    /// Queues again the members persisted without a placement (after a restart).
+    async fn requeue_unplaced(&self) -> Result<(), ActorError> {
+        let mut jobs = Vec::new();
+        for state in self.state.list().await? {
+            if !matches!(
+                state.instance.status,
+                InstanceStatus::Creating | InstanceStatus::Running
+            ) {
+                continue;
+            }
+            for task in state.tasks.values() {
+                if task.agent_id.is_none() && task.state.is_none() {
+                    jobs.push(LaunchJob {
+                        instance: task.instance.clone(),
+                        ordinal: task.ordinal,
+                        task_id: task.task_id.clone(),
+                        role: task.role,
+                        resources: state.instance.spec.resources,
+                    });
+                }
+            }
+        }
+        if !jobs.is_empty() {
+            tracing::info!(
+                count = jobs.len(),
+                "re-queueing members waiting for an offer"
+            );
+            self.buffer.queue_launch(jobs);
+        }
+        Ok(())
+    }
+
+    /// The framework id persisted by an earlier run, for re-subscribing.
+    pub async fn stored_framework_id(&self) -> Result<Option<String>, ActorError> {
+        self.state.framework_id().await
+    }
+
+    /// Routes one Mesos event to the actor that owns it. SUBSCRIBED is handled
+    /// before returning (the framework id is durable before anything else happens).
+    pub async fn handle_event(&self, event: Event) -> Result<(), ActorError> {
+        let kind = event
+            .r#type
+            .and_then(|t| event::Type::try_from(t).ok())
+            .unwrap_or(event::Type::Unknown);
+        match kind {
+            event::Type::Subscribed => {
+                if let Some(subscribed) = event.subscribed {
+                    self.on_subscribed(&subscribed.framework_id.value).await?;
+                }
+            }
+            event::Type::Offers => {
+                if let Some(offers) = event.offers {
+                    self.offers.offers(offers.offers);
+                }
+            }
+            event::Type::Rescind => {
+                if let Some(rescind) = event.rescind {
+                    self.offers.rescinded(rescind.offer_id.value);
+                }
+            }
+            event::Type::Update => {
+                if let Some(update) = event.update {
+                    self.buffer.task_update(update.status);
+                }
+            }
+            event::Type::Message => {
+                if let Some(message) = event.message {
+                    tracing::debug!(executor_id = %message.executor_id.value, bytes = message.data.len(), "executor message");
+                }
+            }
+            event::Type::Failure => {
+                if let Some(failure) = event.failure {
+                    tracing::warn!(agent_id = ?failure.agent_id.map(|a| a.value), executor_id = ?failure.executor_id.map(|e| e.value), status = ?failure.status, "failure");
+                }
+            }
+            event::Type::Error => {
+                tracing::error!(message = ?event.error.map(|e| e.message), "error from Mesos");
+            }
+            event::Type::Heartbeat => tracing::trace!("heartbeat"),
+            other => tracing::debug!(event = ?other, "event ignored"),
+        }
+        Ok(())
+    }
+
+    async fn on_subscribed(&self, framework_id: &str) -> Result<(), ActorError> {
+        if self.state.framework_id().await?.as_deref() != Some(framework_id) {
+            self.state.set_framework_id(framework_id).await?;
+        }
+        // Ask for the state of every task we think is live, then of all tasks.
+        let live: Vec<(String, Option<String>)> = self
+            .state
+            .live_tasks()
+            .await?
+            .into_iter()
+            .filter(|t| !lifecycle::is_terminal(t.state.as_deref()))
+            .map(|t| (t.task_id, t.agent_id))
+            .collect();
+        if !live.is_empty() {
+            tracing::info!(count = live.len(), "reconciling tasks");
+            self.mesos.send(calls::reconcile(live));
+        }
+        self.mesos.send(calls::reconcile(Vec::new()));
+        // Queued work may have been declined away under the previous subscription.
+        self.mesos.send(calls::revive());
+        Ok(())
+    }
+
+    /// Stops the REST server.
+    pub fn stop_http(&self) {
+        self.http.do_send(StopHttp);
+    }
+}
+
+/// Stops the HttpLib.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct StopHttp;
+
+impl Handler<StopHttp> for HttpLib {
+    type Result = ();
+    fn handle(&mut self, _: StopHttp, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,50 @@
+//! The crate's error type.
+
+use mesos_stateful_store::StoreError;
+
+use crate::domain::request::ValidationError;
+
+/// Errors of the actors, each with a stable REST code.
+#[derive(Debug, thiserror::Error)]
+pub enum ActorError {
+    /// The request is invalid; nothing changed.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// No instance has that name.
+    #[error("instance {0} not found")]
+    NotFound(String),
+    /// An instance with that name exists.
+    #[error("instance {0} already exists")]
+    AlreadyExists(String),
+    /// The store failed; the change was not made.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// An actor is gone (shutting down) or its mailbox is full.
+    #[error("actor {actor} unavailable: {reason}")]
+    Unavailable {
+        /// Which actor.
+        actor: &'static str,
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl ActorError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(e) => e.code(),
+            Self::NotFound(_) => "not_found",
+            Self::AlreadyExists(_) => "already_exists",
+            Self::Store(_) => "store_error",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+
+    pub(crate) fn mailbox(actor: &'static str, error: actix::MailboxError) -> Self {
+        ActorError::Unavailable {
+            actor,
+            reason: error.to_string(),
+        }
+    }
+}
