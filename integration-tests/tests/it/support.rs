@@ -1,0 +1,117 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The image with redis-server built by `scripts/build-test-images.sh`.
+pub const REDIS_IMAGE: &str = "mesos-stateful/redis:test";
+/// The busybox image built by the same script.
+pub const BUSYBOX_IMAGE: &str = "mesos-stateful/busybox:test";
+
+/// A binary of the workspace, next to the test binary's directory.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let test_binary = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/it-<hash> → target/debug/<name>
+    let dir = test_binary
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace's binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// Fails the test with a clear message when the image is missing.
+pub fn require_image(image: &str) {
+    let output = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .output()
+        .expect("running the docker CLI");
+    assert!(
+        output.status.success(),
+        "image {image} is missing: run scripts/build-test-images.sh"
+    );
+}
+
+/// Ids of containers (running or not) labelled as members of `instance`.
+pub fn containers_of(instance: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=mesos-stateful.instance={instance}"),
+        ])
+        .output()
+        .expect("running the docker CLI");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Removes leftovers of an earlier failed run of the same test.
+pub fn remove_containers_of(instance: &str) {
+    for id in containers_of(instance) {
+        let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sends one Redis command (as an inline command) and returns the raw reply.
+pub fn redis_command(endpoint: &str, command: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(endpoint)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(format!("{command}\r\n").as_bytes())?;
+    let mut reply = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // Replies used here are small; read until the server has sent a complete one.
+    loop {
+        let n = stream.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buffer[..n]);
+        if is_complete(&reply) {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// Whether a RESP reply is complete (simple strings, errors, integers and bulk strings).
+fn is_complete(reply: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(reply);
+    let Some(first_line_end) = text.find("\r\n") else {
+        return false;
+    };
+    match text.as_bytes()[0] {
+        b'$' => {
+            let len: i64 = text[1..first_line_end].parse().unwrap_or(0);
+            len < 0 || text.len() >= first_line_end + 2 + len as usize + 2
+        }
+        _ => true,
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian/Ubuntu machine with Rust and Docker lacks to build and
+# test mesos-stateful, and builds the local test images. Idempotent.
+#
+#   librocksdb-dev  RocksDB 7.8 linked instead of compiled (seconds instead of ~20 min)
+#   libclang-dev    bindgen, which every build of the rocksdb crate runs
+#   redis-server    its binaries go into the local Redis test image
+#   busybox-static  a shell and core tools for the local test images
+set -euo pipefail
+
+packages=(librocksdb-dev libclang-dev redis-server busybox-static)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The package starts a Redis on 6379; the project needs only its binaries.
+    $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+    cargo install --locked cargo-nextest
+fi
+
+here=$(dirname "$0")
+"$here/build-test-images.sh"
