@@ -1,1 +1,72 @@
-//! placeholder
+//! The mesos-stateful executor: runs one task's Docker container for a Mesos agent.
+//!
+//! A Mesos agent (or devcluster's agent) starts this executor as a child process, one
+//! per task. The crate owns the executor side of the Mesos v1 executor HTTP API
+//! (subscribe, status updates with their acknowledgement bookkeeping, reconnection
+//! after agent restarts) and a typed Docker Engine API client over the engine's unix
+//! socket, through which it creates, watches, stops and removes the task's container.
+//!
+//! # Layout
+//! - [`config`]: the environment the agent sets (`MESOS_*`, `DOCKER_HOST`), durations.
+//! - [`agent`]: the executor API client (SUBSCRIBE stream, UPDATE, MESSAGE).
+//! - [`docker`]: the Docker Engine client and its request and response types.
+//! - [`updates`]: unacknowledged status updates and tasks (plain, synchronous).
+//! - [`task`]: the container plan for a task, exit-to-state mapping, and the async
+//!   launch, kill and per-task worker.
+//! - [`executor`]: the event loop tying them together.
+//! - `main.rs`: the thin `mesos-stateful-executor` binary.
+//!
+//! # Must not
+//! Depend on the `store`, `actors` or `scheduler` crates (the executor runs on agents,
+//! next to nothing but Docker), pull images (a missing image fails the task), or
+//! panic on anything the agent or the engine sends.
+
+pub mod agent;
+pub mod config;
+pub mod docker;
+pub mod executor;
+pub mod task;
+pub mod updates;
+
+use std::future::Future;
+
+use tracing::warn;
+
+pub use config::Config;
+pub use executor::{Executor, ExitReason};
+
+/// Everything that can end the executor with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The environment does not describe a usable executor.
+    #[error("invalid executor configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    /// The agent refused or broke the conversation for good.
+    #[error(transparent)]
+    Agent(#[from] agent::AgentError),
+    /// The Docker engine failed.
+    #[error(transparent)]
+    Docker(#[from] docker::DockerError),
+}
+
+/// Runs the executor described by `config` until its work is over or `shutdown`
+/// resolves (which stops the tasks like a SHUTDOWN event).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<ExitReason, Error> {
+    let docker = task::worker::LazyDocker::new(config.docker_host.clone());
+    // Connect now so that a broken engine shows in the log before any task arrives;
+    // a failure here is retried at each launch.
+    if let Err(err) = docker.get().await {
+        warn!(error = %err, "docker engine not available yet");
+    }
+    let agent = agent::AgentClient::new(
+        config.agent_endpoint.clone(),
+        mesos_stateful_proto::v1::ExecutorId {
+            value: config.executor_id.0.clone(),
+        },
+        mesos_stateful_proto::v1::FrameworkId {
+            value: config.framework_id.0.clone(),
+        },
+    )
+    .with_authentication_token(config.authentication_token.clone());
+    Executor::new(config, agent, docker).run(shutdown).await
+}

@@ -172,9 +172,7 @@ impl MesosClient {
     }
 
     fn subscribe_call(&self) -> Call {
-        let framework_id = self
-            .framework_id()
-            .map(|value| v1::FrameworkId { value });
+        let framework_id = self.framework_id().map(|value| v1::FrameworkId { value });
         let settings = &self.shared.settings;
         Call {
             // Both ids set (and equal) on a re-subscription, neither on the first.
@@ -244,7 +242,9 @@ impl MesosClient {
             .get(STREAM_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(String::from)
-            .ok_or_else(|| SchedulerError::Protocol("SUBSCRIBE answer without Mesos-Stream-Id".into()))?;
+            .ok_or_else(|| {
+                SchedulerError::Protocol("SUBSCRIBE answer without Mesos-Stream-Id".into())
+            })?;
 
         let mut chunks = response.bytes_stream();
         let mut decoder = Decoder::new();
@@ -259,7 +259,9 @@ impl MesosClient {
                     )))
                 }
                 Ok(None) => {
-                    decoder.finish().map_err(|e| SchedulerError::Protocol(e.to_string()))?;
+                    decoder
+                        .finish()
+                        .map_err(|e| SchedulerError::Protocol(e.to_string()))?;
                     return Ok(());
                 }
                 Ok(Some(Err(e))) => return Err(SchedulerError::Http(format!("event stream: {e}"))),
@@ -314,13 +316,19 @@ impl MesosClient {
 
 /// Base URL of the leader from a 307's `Location` (`//host:port/master/api/v1/scheduler`).
 fn leader_base(current: &str, location: &str) -> Result<String, SchedulerError> {
-    let scheme = if current.starts_with("https:") { "https:" } else { "http:" };
+    let scheme = if current.starts_with("https:") {
+        "https:"
+    } else {
+        "http:"
+    };
     let absolute = if location.starts_with("//") {
         format!("{scheme}{location}")
     } else if location.starts_with("http://") || location.starts_with("https://") {
         location.to_string()
     } else {
-        return Err(SchedulerError::Protocol(format!("unusable Location {location:?}")));
+        return Err(SchedulerError::Protocol(format!(
+            "unusable Location {location:?}"
+        )));
     };
     let after_scheme = absolute.find("//").map(|i| i + 2).unwrap_or(0);
     let authority_end = absolute[after_scheme..]
@@ -378,7 +386,9 @@ async fn send_calls(shared: Arc<Shared>, mut receiver: mpsc::UnboundedReceiver<C
                     tracing::warn!(call = ?kind, status, body = %text.chars().take(200).collect::<String>(), "call refused");
                     break;
                 }
-                Err(error) => tracing::debug!(call = ?kind, attempt, %error, "call failed; retrying"),
+                Err(error) => {
+                    tracing::debug!(call = ?kind, attempt, %error, "call failed; retrying")
+                }
             }
             tokio::time::sleep(delay).await;
             delay *= 2;
@@ -394,7 +404,11 @@ impl MesosCalls for MesosClient {
     }
 
     fn framework_id(&self) -> Option<String> {
-        self.shared.framework_id.lock().ok().and_then(|id| id.clone())
+        self.shared
+            .framework_id
+            .lock()
+            .ok()
+            .and_then(|id| id.clone())
     }
 }
 
@@ -423,16 +437,25 @@ mod tests {
             failover_timeout: Duration::ZERO,
             ..Default::default()
         };
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _guard = runtime.enter();
         assert!(MesosClient::new("http://127.0.0.1:1", settings, None).is_err());
     }
 
     #[test]
     fn resubscription_sets_both_framework_ids() {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _guard = runtime.enter();
-        let client = MesosClient::new("http://127.0.0.1:1", FrameworkSettings::default(), Some("fw-1".into())).unwrap();
+        let client = MesosClient::new(
+            "http://127.0.0.1:1",
+            FrameworkSettings::default(),
+            Some("fw-1".into()),
+        )
+        .unwrap();
         let call = client.subscribe_call();
         assert_eq!(call.framework_id.as_ref().unwrap().value, "fw-1");
         let info = call.subscribe.unwrap().framework_info;
@@ -440,7 +463,8 @@ mod tests {
         assert_eq!(info.checkpoint, Some(true));
         assert!(info.failover_timeout.unwrap() > 0.0);
 
-        let fresh = MesosClient::new("http://127.0.0.1:1", FrameworkSettings::default(), None).unwrap();
+        let fresh =
+            MesosClient::new("http://127.0.0.1:1", FrameworkSettings::default(), None).unwrap();
         let call = fresh.subscribe_call();
         assert!(call.framework_id.is_none());
         assert!(call.subscribe.unwrap().framework_info.id.is_none());

@@ -11,7 +11,12 @@ use mesos_stateful_actors::workload::Workload;
 pub struct GenericContainer;
 
 impl Workload for GenericContainer {
-    fn start_master(&self, instance: &InstanceView, _member: &MemberView, port: u16) -> ContainerPlan {
+    fn start_master(
+        &self,
+        instance: &InstanceView,
+        _member: &MemberView,
+        port: u16,
+    ) -> ContainerPlan {
         ContainerPlan {
             image: instance.spec.image.clone(),
             args: substitute(&instance.spec.master_args, port, None),
@@ -50,9 +55,19 @@ mod tests {
             spec: InstanceSpec {
                 image: "redis".into(),
                 replicas: 1,
-                resources: Resources { cpus: 1.0, mem: 64.0, disk: 10.0 },
+                resources: Resources {
+                    cpus: 1.0,
+                    mem: 64.0,
+                    disk: 10.0,
+                },
                 master_args: vec!["--port".into(), "{port}".into()],
-                replica_args: vec!["--port".into(), "{port}".into(), "--replicaof".into(), "{master_host}".into(), "{master_port}".into()],
+                replica_args: vec![
+                    "--port".into(),
+                    "{port}".into(),
+                    "--replicaof".into(),
+                    "{master_host}".into(),
+                    "{master_port}".into(),
+                ],
                 env: Default::default(),
             },
             version: 1,
@@ -64,7 +79,11 @@ mod tests {
         MemberView {
             name: format!("c-{ordinal}"),
             ordinal,
-            role: if ordinal == 0 { Role::Master } else { Role::Replica },
+            role: if ordinal == 0 {
+                Role::Master
+            } else {
+                Role::Replica
+            },
             task_id: format!("c-{ordinal}.1"),
             agent_id: None,
             host: host.map(String::from),
@@ -79,17 +98,32 @@ mod tests {
         let master = member(0, Some("10.0.0.1"), Some(31000));
         let plan = GenericContainer.start_master(&view(), &master, 31000);
         assert_eq!(plan.args, ["--port", "31000"]);
-        let plan = GenericContainer.start_replica(&view(), &member(1, None, None), 31001, Some(&master));
-        assert_eq!(plan.args, ["--port", "31001", "--replicaof", "10.0.0.1", "31000"]);
+        let plan =
+            GenericContainer.start_replica(&view(), &member(1, None, None), 31001, Some(&master));
+        assert_eq!(
+            plan.args,
+            ["--port", "31001", "--replicaof", "10.0.0.1", "31000"]
+        );
         assert_eq!(plan.image, "redis");
     }
 
     #[test]
     fn starts_replicas_when_the_master_runs_and_fails_on_loss() {
         let master = member(0, Some("h"), Some(1));
-        assert_eq!(GenericContainer.master_running(&view(), &master), vec![Action::StartReplicas]);
-        assert!(GenericContainer.replica_running(&view(), &member(1, None, None)).is_empty());
-        assert!(matches!(GenericContainer.master_lost(&view(), &master)[..], [Action::MarkFailed { .. }]));
-        assert!(matches!(GenericContainer.replica_lost(&view(), &member(1, None, None))[..], [Action::MarkFailed { .. }]));
+        assert_eq!(
+            GenericContainer.master_running(&view(), &master),
+            vec![Action::StartReplicas]
+        );
+        assert!(GenericContainer
+            .replica_running(&view(), &member(1, None, None))
+            .is_empty());
+        assert!(matches!(
+            GenericContainer.master_lost(&view(), &master)[..],
+            [Action::MarkFailed { .. }]
+        ));
+        assert!(matches!(
+            GenericContainer.replica_lost(&view(), &member(1, None, None))[..],
+            [Action::MarkFailed { .. }]
+        ));
     }
 }

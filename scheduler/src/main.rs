@@ -10,13 +10,25 @@ use clap::{Args, Parser, Subcommand};
 
 use mesos_stateful_scheduler::run::{start_devcluster, DevSettings};
 use mesos_stateful_scheduler::telemetry::{self, LogFormat};
-use mesos_stateful_scheduler::{ExecutorLaunch, FrameworkSettings, GenericContainer, SchedulerConfig};
+use mesos_stateful_scheduler::{
+    ExecutorLaunch, FrameworkSettings, GenericContainer, SchedulerConfig,
+};
 
 #[derive(Debug, Parser)]
-#[command(name = "mesos-stateful", version, about = "Stateful services on Apache Mesos")]
+#[command(
+    name = "mesos-stateful",
+    version,
+    about = "Stateful services on Apache Mesos"
+)]
 struct Cli {
     /// Log line format.
-    #[arg(long, value_enum, default_value = "pretty", global = true, env = "MESOS_STATEFUL_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "pretty",
+        global = true,
+        env = "MESOS_STATEFUL_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -98,7 +110,11 @@ fn executor_launch(common: &Common, uri: Option<String>) -> anyhow::Result<Execu
     Ok(launch)
 }
 
-fn scheduler_config(common: &Common, master: String, uri: Option<String>) -> anyhow::Result<SchedulerConfig> {
+fn scheduler_config(
+    common: &Common,
+    master: String,
+    uri: Option<String>,
+) -> anyhow::Result<SchedulerConfig> {
     if !common.listen.ip().is_loopback() && !common.insecure {
         bail!(
             "refusing to serve the REST API on {} without authentication; listen on loopback or pass --insecure",
@@ -122,13 +138,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -44,7 +44,10 @@ pub struct Scheduler {
 impl Scheduler {
     /// Opens the store under `config.data_dir`, starts the actors and the REST API,
     /// and subscribes to Mesos. Must run inside an actix system.
-    pub async fn start(config: SchedulerConfig, workload: Arc<dyn Workload>) -> Result<Scheduler, SchedulerError> {
+    pub async fn start(
+        config: SchedulerConfig,
+        workload: Arc<dyn Workload>,
+    ) -> Result<Scheduler, SchedulerError> {
         let state_dir = config.data_dir.join("state");
         let store = tokio::task::spawn_blocking(move || -> Result<StateStore, SchedulerError> {
             let persister = RocksPersister::open(&state_dir)?;
@@ -162,7 +165,10 @@ pub struct DevSettings {
 /// Starts the embedded devcluster with `settings`, sandboxes under `work_dir`. Agents
 /// share the host, so each gets its own port range (31000–31999, 32000–32999 …) and
 /// members with host networking never collide.
-pub fn start_devcluster(settings: &DevSettings, work_dir: PathBuf) -> Result<DevClusterThread, SchedulerError> {
+pub fn start_devcluster(
+    settings: &DevSettings,
+    work_dir: PathBuf,
+) -> Result<DevClusterThread, SchedulerError> {
     let agents = (0..settings.agents.max(1))
         .map(|i| {
             let base = 31000 + 1000 * i as u64;

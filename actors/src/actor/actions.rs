@@ -50,6 +50,7 @@ pub(crate) async fn carry_out(
                         task_id: t.task_id.clone(),
                         role: Role::Replica,
                         resources: spec.resources,
+                        colocate: false,
                     })
                     .collect();
                 for task in new {

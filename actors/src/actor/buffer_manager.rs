@@ -9,6 +9,7 @@
 //! the scheduler starts (members persisted without an agent are re-queued).
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -34,15 +35,16 @@ pub enum BufferMsg {
     TaskUpdate(Box<v1::TaskStatus>),
 }
 
-/// Reads the queued launch jobs, oldest first.
+/// Reads the queued launch jobs, oldest first, with how long each has waited.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<LaunchJob>")]
+#[rtype(result = "Vec<(LaunchJob, Duration)>")]
 pub struct PendingJobs;
 
 /// The actor.
 #[derive(Debug)]
 pub struct BufferManager {
-    jobs: VecDeque<LaunchJob>,
+    /// Queued jobs with the moment each was queued.
+    jobs: VecDeque<(LaunchJob, Instant)>,
     offer_manager: Recipient<OfferMsg>,
     maintainer: Recipient<MaintainerMsg>,
     updates_forwarded: u64,
@@ -62,9 +64,13 @@ impl BufferManager {
     fn on_queue_launch(&mut self, jobs: Vec<LaunchJob>) {
         let mut added = false;
         for job in jobs {
-            if !self.jobs.iter().any(|queued| queued.task_id == job.task_id) {
+            if !self
+                .jobs
+                .iter()
+                .any(|(queued, _)| queued.task_id == job.task_id)
+            {
                 tracing::info!(task_id = %job.task_id, "queued for launch");
-                self.jobs.push_back(job);
+                self.jobs.push_back((job, Instant::now()));
                 added = true;
             }
         }
@@ -74,11 +80,12 @@ impl BufferManager {
     }
 
     fn on_launched(&mut self, task_ids: Vec<String>) {
-        self.jobs.retain(|job| !task_ids.contains(&job.task_id));
+        self.jobs
+            .retain(|(job, _)| !task_ids.contains(&job.task_id));
     }
 
     fn on_cancel_instance(&mut self, instance: String) {
-        self.jobs.retain(|job| job.instance != instance);
+        self.jobs.retain(|(job, _)| job.instance != instance);
     }
 
     fn on_task_update(&mut self, status: Box<v1::TaskStatus>) {
@@ -106,7 +113,12 @@ impl Handler<BufferMsg> for BufferManager {
 impl Handler<PendingJobs> for BufferManager {
     type Result = MessageResult<PendingJobs>;
     fn handle(&mut self, _: PendingJobs, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.jobs.iter().cloned().collect())
+        MessageResult(
+            self.jobs
+                .iter()
+                .map(|(job, queued_at)| (job.clone(), queued_at.elapsed()))
+                .collect(),
+        )
     }
 }
 
@@ -142,8 +154,8 @@ impl BufferManagerHandle {
         self.addr.do_send(BufferMsg::TaskUpdate(Box::new(status)));
     }
 
-    /// The queued jobs.
-    pub async fn pending(&self) -> Result<Vec<LaunchJob>, ActorError> {
+    /// The queued jobs with how long each has waited.
+    pub async fn pending(&self) -> Result<Vec<(LaunchJob, Duration)>, ActorError> {
         self.addr
             .send(PendingJobs)
             .await

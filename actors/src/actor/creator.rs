@@ -102,6 +102,7 @@ impl Handler<CreateInstance> for Creator {
                 task_id: master.task_id.clone(),
                 role: Role::Master,
                 resources: spec.resources,
+                colocate: false,
             };
             let created = state.create(instance, vec![master]).await?;
             tracing::info!(instance = %name, "instance created");

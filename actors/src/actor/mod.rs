@@ -172,6 +172,7 @@ impl System {
                         task_id: task.task_id.clone(),
                         role: task.role,
                         resources: state.instance.spec.resources,
+                        colocate: false,
                     });
                 }
             }

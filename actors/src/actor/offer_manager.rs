@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -33,6 +34,12 @@ pub const REFUSE_SECONDS_BUSY: f64 = 5.0;
 /// REVIVE clears the filter as soon as work arrives.
 pub const REFUSE_SECONDS_IDLE: f64 = 30.0;
 
+/// How long a member waits for an agent that runs no other member of its instance
+/// before it may share one.
+pub const SPREAD_PATIENCE: Duration = Duration::from_secs(10);
+/// How long an agent counts as part of the cluster after its last offer.
+pub const AGENT_MEMORY: Duration = Duration::from_secs(300);
+
 /// Events of the OfferManager.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -54,6 +61,8 @@ pub struct OfferManager {
     workload: Arc<dyn Workload>,
     executor: ExecutorLaunch,
     framework_name: String,
+    /// Agents seen in offers, with when they were last offered.
+    known_agents: BTreeMap<String, Instant>,
 }
 
 impl OfferManager {
@@ -73,11 +82,19 @@ impl OfferManager {
             workload,
             executor,
             framework_name,
+            known_agents: BTreeMap::new(),
         }
     }
 
     fn on_offers(&mut self, offers: Vec<v1::Offer>, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        for offer in &offers {
+            self.known_agents.insert(offer.agent_id.value.clone(), now);
+        }
+        self.known_agents
+            .retain(|_, seen| now.duration_since(*seen) < AGENT_MEMORY);
         let round = OfferRound {
+            known_agents: self.known_agents.keys().cloned().collect(),
             buffer: self.buffer.clone(),
             state: self.state.clone(),
             mesos: self.mesos.clone(),
@@ -112,6 +129,7 @@ impl OfferManager {
 
 /// Everything one offer round needs, detached from the actor.
 struct OfferRound {
+    known_agents: BTreeSet<String>,
     buffer: BufferManagerHandle,
     state: StateManagerHandle,
     mesos: Arc<dyn MesosCalls>,
@@ -152,6 +170,20 @@ impl OfferRound {
                 }
             }
         }
+        // A job may share an agent with its instance's other members once every known
+        // agent already has one, or once it has waited long enough for another.
+        let jobs: Vec<_> = jobs
+            .into_iter()
+            .map(|(mut job, waited)| {
+                let busy = agents_in_use.get(&job.instance);
+                let all_busy = self
+                    .known_agents
+                    .iter()
+                    .all(|agent| busy.is_some_and(|b| b.contains(agent)));
+                job.colocate = all_busy || waited >= SPREAD_PATIENCE;
+                job
+            })
+            .collect();
         // Jobs of instances that vanished or are being deleted are dropped.
         let (jobs, stale): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|job| {
             states.get(&job.instance).is_some_and(|s| {

@@ -254,6 +254,7 @@ mod tests {
                     mem: 128.0,
                     disk: 64.0,
                 },
+                colocate: false,
             },
             offer_id: "o1".into(),
             agent_id: "a1".into(),

@@ -87,6 +87,10 @@ pub struct LaunchJob {
     pub role: Role,
     /// Resources of the member.
     pub resources: Resources,
+    /// Whether the member may share an agent with another member of its instance
+    /// when no other agent fits. The OfferManager allows it once no other agent is
+    /// known, or once the member has waited long enough for one.
+    pub colocate: bool,
 }
 
 /// One job placed on one offer.
@@ -195,10 +199,16 @@ pub fn match_offers(
                         && busy.is_some_and(|agents| agents.contains(&offers[i].agent_id)))
             })
         };
-        let Some(index) = fitting(true).or_else(|| fitting(false)) else {
-            outcome
-                .unplaced
-                .push((job.task_id.clone(), unplaced_reason(offers, &need)));
+        let spread = fitting(true);
+        let Some(index) = spread.or_else(|| if job.colocate { fitting(false) } else { None })
+        else {
+            let reason = if fitting(false).is_some() {
+                "waiting for an offer from an agent without another member of the instance"
+                    .to_string()
+            } else {
+                unplaced_reason(offers, &need)
+            };
+            outcome.unplaced.push((job.task_id.clone(), reason));
             continue;
         };
         let Some(port) = remaining[index].take(&need) else {
@@ -285,6 +295,7 @@ mod tests {
                 mem: 100.0,
                 disk: 10.0,
             },
+            colocate: true,
         }
     }
 
@@ -346,6 +357,23 @@ mod tests {
         ];
         let outcome = match_offers(&offers, &[job("c", 1, 0.5)], &busy, NO_OVERHEAD);
         assert_eq!(outcome.placements[0].agent_id, "a2");
+
+        // Only the busy agent is offered: a job that must spread waits, with the reason.
+        let offers = [offer("o1", "a1", 4.0, 4000.0, (31000, 31010))];
+        let mut spreading = job("c", 1, 0.5);
+        spreading.colocate = false;
+        let outcome = match_offers(&offers, &[spreading.clone()], &busy, NO_OVERHEAD);
+        assert!(outcome.placements.is_empty());
+        assert!(outcome.unplaced[0].1.contains("without another member"));
+        assert_eq!(outcome.unused_offers, vec!["o1".to_string()]);
+        // It may still go to a fresh agent at once.
+        let offers = [offer("o2", "a2", 4.0, 4000.0, (31000, 31010))];
+        assert_eq!(
+            match_offers(&offers, &[spreading], &busy, NO_OVERHEAD)
+                .placements
+                .len(),
+            1
+        );
     }
 
     #[test]

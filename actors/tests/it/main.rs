@@ -1,6 +1,9 @@
 //! Scripted runs of the whole actor system against a recording Mesos and an
 //! in-memory store: send events, expect calls and stored states.
 
+// Helpers outside #[test] functions unwrap too: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

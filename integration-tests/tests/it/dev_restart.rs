@@ -49,7 +49,8 @@ impl Dev {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
-        for _ in 0..100 {
+        // Members get their kill grace period (10 s by default) to stop.
+        for _ in 0..300 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }

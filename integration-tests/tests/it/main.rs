@@ -3,6 +3,9 @@
 //! They need a running Docker engine and the local images built by
 //! `scripts/build-test-images.sh` (`make deps` does both).
 
-mod support;
-mod redis_end_to_end;
+// Helpers outside #[test] functions unwrap too: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod dev_restart;
+mod redis_end_to_end;
+mod support;

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 use mesos_stateful_devcluster::{AgentConfig, DevClusterConfig, DevClusterThread};
 use mesos_stateful_scheduler::run::Scheduler;
-use mesos_stateful_scheduler::{ExecutorLaunch, FrameworkSettings, GenericContainer, SchedulerConfig};
+use mesos_stateful_scheduler::{
+    ExecutorLaunch, FrameworkSettings, GenericContainer, SchedulerConfig,
+};
 
 use crate::support::*;
 
@@ -106,22 +108,35 @@ async fn redis_master_and_replica_replicate_and_are_deleted() {
     assert_eq!(members[0]["role"], "master");
     assert_eq!(members[1]["role"], "replica");
     assert!(members.iter().all(|m| m["state"] == "TASK_RUNNING"));
-    assert_ne!(members[0]["agent_id"], members[1]["agent_id"], "master and replica on different agents");
+    assert_ne!(
+        members[0]["agent_id"], members[1]["agent_id"],
+        "master and replica on different agents"
+    );
     let (master, replica) = (endpoint(&members[0]), endpoint(&members[1]));
 
     assert!(redis_command(&master, "PING").unwrap().starts_with("+PONG"));
-    wait_for("the replica's link to the master", Duration::from_secs(30), || {
-        let replica = replica.clone();
-        async move {
-            let info = redis_command(&replica, "INFO replication").ok()?;
-            (info.contains("role:slave") && info.contains("master_link_status:up")).then_some(())
-        }
-    })
+    wait_for(
+        "the replica's link to the master",
+        Duration::from_secs(30),
+        || {
+            let replica = replica.clone();
+            async move {
+                let info = redis_command(&replica, "INFO replication").ok()?;
+                (info.contains("role:slave") && info.contains("master_link_status:up"))
+                    .then_some(())
+            }
+        },
+    )
     .await;
     let master_port = members[0]["port"].as_u64().unwrap();
     let info = redis_command(&replica, "INFO replication").unwrap();
-    assert!(info.contains(&format!("master_port:{master_port}")), "{info}");
-    assert!(redis_command(&master, "SET skeleton walks").unwrap().starts_with("+OK"));
+    assert!(
+        info.contains(&format!("master_port:{master_port}")),
+        "{info}"
+    );
+    assert!(redis_command(&master, "SET skeleton walks")
+        .unwrap()
+        .starts_with("+OK"));
     wait_for("the key on the replica", Duration::from_secs(10), || {
         let replica = replica.clone();
         async move {

@@ -1,0 +1,677 @@
+//! The state of the whole cluster: the master's frameworks, offers and tasks, and each
+//! agent's executors and status update streams, as one synchronous struct.
+//!
+//! The HTTP layer locks it, calls one method per request or timer tick and runs the
+//! returned [`Effect`]s (starting and killing processes) after unlocking. Events are
+//! pushed into the subscribers' unbounded channels directly, which never blocks.
+//!
+//! # Lifecycle of the entities
+//! - A framework is created by SUBSCRIBE (new, or recovered with a known ID) and
+//!   destroyed by TEARDOWN or when its failover timeout passes while disconnected.
+//! - An offer is created by [`Cluster::tick`]'s allocation and destroyed by ACCEPT,
+//!   DECLINE, a re-subscription or the framework's disconnection.
+//! - A task is created by a valid LAUNCH and forgotten when its terminal update is
+//!   acknowledged or its framework is removed.
+//! - An executor is created by the first LAUNCH naming it and destroyed when its
+//!   process exits or fails to start.
+
+mod executor_api;
+mod scheduler_api;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mesos_stateful_proto::v1::{
+    self, executor, scheduler, task_status, AgentId, AgentInfo, ExecutorId, ExecutorInfo,
+    FrameworkId, FrameworkInfo, MasterInfo, OfferId, TaskId, TaskInfo, TaskState, TaskStatus,
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::allocator::OfferFilters;
+use crate::process::SpawnRequest;
+use crate::resources::ResourceSet;
+use crate::status_updates::StatusUpdateManager;
+
+pub use executor_api::ExecutorConnection;
+
+/// Timing knobs of the cluster.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Interval between HEARTBEAT events (reported in SUBSCRIBED).
+    pub heartbeat_interval: Duration,
+    /// Interval between allocation rounds.
+    pub allocation_interval: Duration,
+    /// First retry interval of unacknowledged status updates.
+    pub status_update_retry_interval: Duration,
+    /// How long a launched executor has to SUBSCRIBE.
+    pub executor_registration_timeout: Duration,
+    /// Default grace period between SIGTERM and SIGKILL of an executor.
+    pub executor_shutdown_grace_period: Duration,
+    /// Root of the sandboxes.
+    pub work_dir: PathBuf,
+}
+
+/// What an agent is made of, decided before the cluster state is built.
+#[derive(Debug, Clone)]
+pub struct AgentSetup {
+    /// The agent's hostname (also in offers).
+    pub hostname: String,
+    /// Where the agent's executor API listens.
+    pub endpoint: SocketAddr,
+    /// Everything the agent offers.
+    pub total: ResourceSet,
+    /// Text attributes.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Work the caller must do outside the lock.
+#[derive(Debug)]
+pub enum Effect {
+    /// Create the sandbox, fetch URIs and start the executor process.
+    SpawnExecutor(Box<SpawnRequest>),
+    /// Send SIGTERM to the executor's process group, then SIGKILL after `grace`
+    /// if it is still running (`grace` zero: SIGKILL at once).
+    KillExecutor {
+        /// Index of the agent.
+        agent: usize,
+        /// The process (group) to signal.
+        pid: u32,
+        /// The container the process belongs to (to check it is still the same one).
+        container_id: String,
+        /// Time between SIGTERM and SIGKILL.
+        grace: Duration,
+    },
+}
+
+/// A scheduler's subscription stream.
+#[derive(Debug)]
+struct Connection {
+    stream_id: String,
+    sender: UnboundedSender<scheduler::Event>,
+}
+
+#[derive(Debug)]
+struct Framework {
+    id: FrameworkId,
+    info: FrameworkInfo,
+    /// `None` while disconnected; the sender is owned here so that dropping it ends
+    /// the HTTP stream (TEARDOWN, failover).
+    connection: Option<Connection>,
+    /// When a disconnected framework is removed.
+    failover_deadline: Option<Instant>,
+    suppressed: bool,
+}
+
+impl Framework {
+    fn role(&self) -> String {
+        #[allow(deprecated)] // `FrameworkInfo.role` is the pre-MULTI_ROLE field.
+        let legacy = self.info.role.clone();
+        self.info
+            .roles
+            .first()
+            .cloned()
+            .or(legacy)
+            .unwrap_or_else(|| "*".to_string())
+    }
+
+    fn has_capability(&self, capability: v1::framework_info::capability::Type) -> bool {
+        self.info
+            .capabilities
+            .iter()
+            .any(|c| c.r#type == Some(capability as i32))
+    }
+
+    fn partition_aware(&self) -> bool {
+        self.has_capability(v1::framework_info::capability::Type::PartitionAware)
+    }
+
+    fn send(&self, event: scheduler::Event) {
+        if let Some(connection) = &self.connection {
+            // A closed stream is noticed by its watcher; nothing to do here.
+            let _ = connection.sender.send(event);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Task {
+    agent: usize,
+    executor_id: Option<ExecutorId>,
+    resources: ResourceSet,
+    /// The latest status the master knows (STAGING until the first update).
+    status: TaskStatus,
+}
+
+impl Task {
+    fn is_terminal(&self) -> bool {
+        TaskState::try_from(self.status.state).is_ok_and(TaskState::is_terminal)
+    }
+}
+
+#[derive(Debug)]
+struct Offer {
+    framework_id: FrameworkId,
+    agent: usize,
+    resources: ResourceSet,
+}
+
+#[derive(Debug)]
+struct Executor {
+    info: ExecutorInfo,
+    framework_info: FrameworkInfo,
+    container_id: String,
+    resources: ResourceSet,
+    /// Known once the process has started.
+    pid: Option<u32>,
+    /// The subscribed executor's stream; dropping it ends the HTTP stream.
+    connection: Option<ExecutorConnection>,
+    /// Tasks launched before the executor subscribed, delivered on SUBSCRIBE.
+    queued: Vec<TaskInfo>,
+    /// The agent's latest state of every task given to this executor.
+    tasks: HashMap<TaskId, TaskState>,
+    /// Kill the executor if it has not subscribed by then.
+    registration_deadline: Option<Instant>,
+    /// A kill was asked before the process started.
+    kill_requested: bool,
+    /// Set once SHUTDOWN or a kill has been decided.
+    shutting_down: bool,
+    /// Reason given to the tasks failed when the process exits.
+    termination_reason: task_status::Reason,
+}
+
+#[derive(Debug)]
+struct Agent {
+    id: AgentId,
+    info: AgentInfo,
+    endpoint: SocketAddr,
+    total: ResourceSet,
+    executors: HashMap<(FrameworkId, ExecutorId), Executor>,
+    updates: StatusUpdateManager,
+}
+
+/// The cluster state. See the module documentation.
+#[derive(Debug)]
+pub struct Cluster {
+    settings: Settings,
+    master_info: MasterInfo,
+    frameworks: HashMap<FrameworkId, Framework>,
+    /// IDs of torn-down frameworks: re-subscribing with one gets an ERROR.
+    removed_frameworks: HashSet<FrameworkId>,
+    offers: HashMap<OfferId, Offer>,
+    filters: OfferFilters,
+    tasks: HashMap<(FrameworkId, TaskId), Task>,
+    agents: Vec<Agent>,
+    next_framework: u64,
+    next_offer: u64,
+    next_allocation: Instant,
+    allocation_round: usize,
+}
+
+/// Seconds since the epoch, as Mesos puts in `TaskStatus.timestamp`.
+fn timestamp() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn new_uuid_bytes() -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(uuid::Uuid::new_v4().as_bytes())
+}
+
+impl Cluster {
+    /// A cluster whose master answers at `master_addr` and with the given agents.
+    pub fn new(
+        settings: Settings,
+        master_addr: SocketAddr,
+        agents: Vec<AgentSetup>,
+        now: Instant,
+    ) -> Cluster {
+        let master_id = uuid::Uuid::new_v4().to_string();
+        let ip = master_addr.ip().to_string();
+        let ip_network_order = match master_addr.ip() {
+            std::net::IpAddr::V4(v4) => u32::from_le_bytes(v4.octets()),
+            std::net::IpAddr::V6(_) => 0,
+        };
+        let master_info = MasterInfo {
+            id: master_id.clone(),
+            ip: ip_network_order,
+            port: u32::from(master_addr.port()),
+            pid: Some(format!("master@{ip}:{}", master_addr.port())),
+            hostname: Some(ip.clone()),
+            version: Some(crate::MESOS_VERSION.to_string()),
+            address: Some(v1::Address {
+                hostname: Some(ip.clone()),
+                ip: Some(ip),
+                port: i32::from(master_addr.port()),
+            }),
+            ..Default::default()
+        };
+        let retry = settings.status_update_retry_interval;
+        let agents = agents
+            .into_iter()
+            .enumerate()
+            .map(|(index, setup)| {
+                let id = AgentId {
+                    value: format!("{master_id}-S{index}"),
+                };
+                let info = AgentInfo {
+                    hostname: setup.hostname,
+                    port: Some(i32::from(setup.endpoint.port())),
+                    resources: setup.total.to_resources("*"),
+                    attributes: setup
+                        .attributes
+                        .into_iter()
+                        .map(|(name, value)| v1::Attribute {
+                            name,
+                            r#type: v1::value::Type::Text as i32,
+                            text: Some(v1::value::Text { value }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    id: Some(id.clone()),
+                    domain: None,
+                };
+                Agent {
+                    id,
+                    info,
+                    endpoint: setup.endpoint,
+                    total: setup.total,
+                    executors: HashMap::new(),
+                    updates: StatusUpdateManager::new(retry),
+                }
+            })
+            .collect();
+        Cluster {
+            settings,
+            master_info,
+            frameworks: HashMap::new(),
+            removed_frameworks: HashSet::new(),
+            offers: HashMap::new(),
+            filters: OfferFilters::default(),
+            tasks: HashMap::new(),
+            agents,
+            next_framework: 0,
+            next_offer: 0,
+            next_allocation: now,
+            allocation_round: 0,
+        }
+    }
+
+    /// Interval between HEARTBEAT events.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.settings.heartbeat_interval
+    }
+
+    /// The IDs of the agents, in configuration order.
+    #[cfg(test)]
+    pub fn agent_ids(&self) -> Vec<AgentId> {
+        self.agents.iter().map(|agent| agent.id.clone()).collect()
+    }
+
+    /// Runs the timers: failover timeouts, executor registration timeouts, status
+    /// update retries and (when due) an allocation round.
+    pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+
+        let expired: Vec<FrameworkId> = self
+            .frameworks
+            .values()
+            .filter(|f| f.failover_deadline.is_some_and(|deadline| deadline <= now))
+            .map(|f| f.id.clone())
+            .collect();
+        for framework_id in expired {
+            tracing::info!(framework_id = %framework_id.value, "failover timeout passed, removing framework");
+            effects.extend(self.remove_framework(&framework_id));
+        }
+
+        for (index, agent) in self.agents.iter_mut().enumerate() {
+            for executor in agent.executors.values_mut() {
+                let timed_out = executor.connection.is_none()
+                    && executor
+                        .registration_deadline
+                        .is_some_and(|deadline| deadline <= now);
+                if timed_out {
+                    tracing::warn!(executor_id = %executor.info.executor_id.value, "executor did not subscribe in time, killing it");
+                    executor.registration_deadline = None;
+                    executor.termination_reason = task_status::Reason::ExecutorRegistrationTimeout;
+                    effects.extend(kill_executor(index, executor, Duration::ZERO));
+                }
+            }
+        }
+
+        for index in 0..self.agents.len() {
+            let due = self.agents[index].updates.due_retries(now);
+            for (framework_id, status) in due {
+                tracing::debug!(task_id = %status.task_id.value, "resending unacknowledged status update");
+                self.forward_update(index, &framework_id, status);
+            }
+        }
+
+        if now >= self.next_allocation {
+            self.next_allocation = now + self.settings.allocation_interval;
+            self.allocate(now);
+        }
+        effects
+    }
+
+    /// Resources of agent `index` not used by tasks, executors or outstanding offers.
+    fn free_resources(&self, index: usize) -> ResourceSet {
+        let agent = &self.agents[index];
+        let mut free = agent.total.clone();
+        for task in self.tasks.values() {
+            if task.agent == index && !task.is_terminal() {
+                free.subtract(&task.resources);
+            }
+        }
+        for executor in agent.executors.values() {
+            free.subtract(&executor.resources);
+        }
+        for offer in self.offers.values() {
+            if offer.agent == index {
+                free.subtract(&offer.resources);
+            }
+        }
+        free
+    }
+
+    /// One allocation round: each agent's free resources go, as one offer, to the
+    /// first connected, unsuppressed framework (rotating) that has not filtered them.
+    fn allocate(&mut self, now: Instant) {
+        self.filters.expire(now);
+        let mut candidates: Vec<FrameworkId> = self
+            .frameworks
+            .values()
+            .filter(|f| f.connection.is_some() && !f.suppressed)
+            .map(|f| f.id.clone())
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        candidates.sort_by(|a, b| a.value.cmp(&b.value));
+        let start = self.allocation_round % candidates.len();
+        candidates.rotate_left(start);
+        self.allocation_round = self.allocation_round.wrapping_add(1);
+
+        for index in 0..self.agents.len() {
+            let free = self.free_resources(index);
+            // Mesos's minimum allocatable resources: 0.01 cpus or 32 MB of memory.
+            if free.cpus < 10 && free.mem < 32_000 {
+                continue;
+            }
+            let agent_id = self.agents[index].id.clone();
+            let Some(framework_id) = candidates
+                .iter()
+                .find(|fid| !self.filters.is_filtered(fid, &agent_id, &free, now))
+                .cloned()
+            else {
+                continue;
+            };
+            self.send_offer(index, &framework_id, free);
+        }
+    }
+
+    fn send_offer(&mut self, index: usize, framework_id: &FrameworkId, resources: ResourceSet) {
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            return;
+        };
+        self.next_offer += 1;
+        let offer_id = OfferId {
+            value: format!("{}-O{}", self.master_info.id, self.next_offer),
+        };
+        let agent = &self.agents[index];
+        let role = framework.role();
+        let executor_ids = agent
+            .executors
+            .keys()
+            .filter(|(fid, _)| fid == framework_id)
+            .map(|(_, eid)| eid.clone())
+            .collect();
+        let offer = v1::Offer {
+            id: offer_id.clone(),
+            framework_id: framework_id.clone(),
+            agent_id: agent.id.clone(),
+            hostname: agent.info.hostname.clone(),
+            url: Some(v1::Url {
+                scheme: "http".to_string(),
+                address: v1::Address {
+                    hostname: Some(agent.info.hostname.clone()),
+                    ip: Some(agent.endpoint.ip().to_string()),
+                    port: i32::from(agent.endpoint.port()),
+                },
+                path: Some("/slave(1)".to_string()),
+                ..Default::default()
+            }),
+            resources: resources.to_resources(&role),
+            attributes: agent.info.attributes.clone(),
+            executor_ids,
+            allocation_info: Some(v1::resource::AllocationInfo { role: Some(role) }),
+            ..Default::default()
+        };
+        tracing::debug!(offer_id = %offer_id.value, framework_id = %framework_id.value, "sending offer");
+        framework.send(scheduler::Event {
+            r#type: Some(scheduler::event::Type::Offers as i32),
+            offers: Some(scheduler::event::Offers {
+                offers: vec![offer],
+            }),
+            ..Default::default()
+        });
+        self.offers.insert(
+            offer_id,
+            Offer {
+                framework_id: framework_id.clone(),
+                agent: index,
+                resources,
+            },
+        );
+    }
+
+    /// Drops the outstanding offers of a framework; their resources become free.
+    fn remove_offers_of(&mut self, framework_id: &FrameworkId) {
+        self.offers
+            .retain(|_, offer| offer.framework_id != *framework_id);
+    }
+
+    /// Hands a status update from agent `index` to the master: record the task's
+    /// state and send UPDATE to the framework if it is connected.
+    fn forward_update(&mut self, index: usize, framework_id: &FrameworkId, status: TaskStatus) {
+        if let Some(task) = self
+            .tasks
+            .get_mut(&(framework_id.clone(), status.task_id.clone()))
+        {
+            if task.agent == index {
+                task.status = status.clone();
+            }
+        }
+        if let Some(framework) = self.frameworks.get(framework_id) {
+            framework.send(update_event(status));
+        }
+    }
+
+    /// Sends a master-generated update (no uuid) to the framework.
+    fn send_master_update(&self, framework_id: &FrameworkId, status: TaskStatus) {
+        if let Some(framework) = self.frameworks.get(framework_id) {
+            framework.send(update_event(status));
+        }
+    }
+
+    /// Removes a framework: shuts its executors down, forgets its tasks, offers,
+    /// filters and updates, and ends its stream.
+    fn remove_framework(&mut self, framework_id: &FrameworkId) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        self.frameworks.remove(framework_id);
+        self.removed_frameworks.insert(framework_id.clone());
+        self.remove_offers_of(framework_id);
+        self.filters.clear_framework(framework_id);
+        self.tasks.retain(|(fid, _), _| fid != framework_id);
+        let grace = self.settings.executor_shutdown_grace_period;
+        for (index, agent) in self.agents.iter_mut().enumerate() {
+            agent.updates.remove_framework(framework_id);
+            for ((fid, _), executor) in agent.executors.iter_mut() {
+                if fid == framework_id {
+                    effects.extend(shutdown_executor(index, executor, grace));
+                }
+            }
+        }
+        effects
+    }
+
+    /// Kills every executor (SHUTDOWN, then SIGTERM/SIGKILL) for the cluster's shutdown.
+    pub fn shutdown(&mut self) -> Vec<Effect> {
+        let grace = self.settings.executor_shutdown_grace_period;
+        let mut effects = Vec::new();
+        for (index, agent) in self.agents.iter_mut().enumerate() {
+            for executor in agent.executors.values_mut() {
+                effects.extend(shutdown_executor(index, executor, grace));
+            }
+        }
+        for framework in self.frameworks.values_mut() {
+            framework.connection = None;
+        }
+        effects
+    }
+
+    /// The longest shutdown grace period of the running executors (their
+    /// `ExecutorInfo.shutdown_grace_period`, else the cluster's default).
+    pub fn longest_shutdown_grace(&self) -> Duration {
+        self.agents
+            .iter()
+            .flat_map(|agent| agent.executors.values())
+            .map(|executor| executor_grace(executor, self.settings.executor_shutdown_grace_period))
+            .max()
+            .unwrap_or(self.settings.executor_shutdown_grace_period)
+    }
+
+    /// Whether any executor process is still known to run.
+    pub fn has_executors(&self) -> bool {
+        self.agents.iter().any(|agent| !agent.executors.is_empty())
+    }
+
+    /// The pid of the executor in `container_id` on agent `index`, if it still runs.
+    pub fn executor_pid(&self, index: usize, container_id: &str) -> Option<u32> {
+        self.agents.get(index).and_then(|agent| {
+            agent
+                .executors
+                .values()
+                .find(|executor| executor.container_id == container_id)
+                .and_then(|executor| executor.pid)
+        })
+    }
+
+    /// Pids of all running executor processes.
+    pub fn executor_pids(&self) -> Vec<u32> {
+        self.agents
+            .iter()
+            .flat_map(|agent| agent.executors.values().filter_map(|e| e.pid))
+            .collect()
+    }
+
+    fn agent_index(&self, agent_id: &AgentId) -> Option<usize> {
+        self.agents.iter().position(|agent| agent.id == *agent_id)
+    }
+}
+
+fn update_event(status: TaskStatus) -> scheduler::Event {
+    scheduler::Event {
+        r#type: Some(scheduler::event::Type::Update as i32),
+        update: Some(scheduler::event::Update { status }),
+        ..Default::default()
+    }
+}
+
+/// A status generated by the master (no uuid).
+fn master_status(
+    task_id: &TaskId,
+    state: TaskState,
+    reason: task_status::Reason,
+    message: impl Into<String>,
+    agent_id: Option<AgentId>,
+) -> TaskStatus {
+    TaskStatus {
+        task_id: task_id.clone(),
+        state: state as i32,
+        message: Some(message.into()),
+        source: Some(task_status::Source::Master as i32),
+        reason: Some(reason as i32),
+        agent_id,
+        timestamp: Some(timestamp()),
+        ..Default::default()
+    }
+}
+
+/// A status generated by an agent (with a uuid, so it goes through the status
+/// update manager and must be acknowledged).
+fn agent_status(
+    task_id: &TaskId,
+    state: TaskState,
+    reason: task_status::Reason,
+    message: impl Into<String>,
+    agent_id: &AgentId,
+    executor_id: &ExecutorId,
+) -> TaskStatus {
+    TaskStatus {
+        task_id: task_id.clone(),
+        state: state as i32,
+        message: Some(message.into()),
+        source: Some(task_status::Source::Agent as i32),
+        reason: Some(reason as i32),
+        agent_id: Some(agent_id.clone()),
+        executor_id: Some(executor_id.clone()),
+        timestamp: Some(timestamp()),
+        uuid: Some(new_uuid_bytes()),
+        ..Default::default()
+    }
+}
+
+/// Decides to stop an executor: SHUTDOWN event if subscribed, then signals.
+fn shutdown_executor(
+    index: usize,
+    executor: &mut Executor,
+    default_grace: Duration,
+) -> Vec<Effect> {
+    if executor.shutting_down {
+        return Vec::new();
+    }
+    let grace = executor_grace(executor, default_grace);
+    if let Some(connection) = &executor.connection {
+        connection.send(executor::Event {
+            r#type: Some(executor::event::Type::Shutdown as i32),
+            ..Default::default()
+        });
+        kill_executor(index, executor, grace)
+    } else {
+        kill_executor(index, executor, Duration::ZERO)
+    }
+}
+
+/// An executor's grace period between SHUTDOWN and SIGKILL.
+fn executor_grace(executor: &Executor, default_grace: Duration) -> Duration {
+    executor
+        .info
+        .shutdown_grace_period
+        .and_then(|d| u64::try_from(d.nanoseconds).ok())
+        .map(Duration::from_nanos)
+        .unwrap_or(default_grace)
+}
+
+/// Signals an executor's process, or remembers to once it has started.
+fn kill_executor(index: usize, executor: &mut Executor, grace: Duration) -> Vec<Effect> {
+    executor.shutting_down = true;
+    match executor.pid {
+        Some(pid) => vec![Effect::KillExecutor {
+            agent: index,
+            pid,
+            container_id: executor.container_id.clone(),
+            grace,
+        }],
+        None => {
+            executor.kill_requested = true;
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

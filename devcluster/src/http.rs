@@ -1,0 +1,498 @@
+//! The HTTP layer: hyper servers for the master and the agents. It only translates
+//! requests into calls on the locked [`Cluster`] and runs the returned effects.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use mesos_stateful_proto::v1::{executor, scheduler};
+use mesos_stateful_proto::{media, recordio, Message, STREAM_ID_HEADER};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::cluster::{Cluster, Effect, ExecutorConnection};
+use crate::process;
+use crate::validation::{self, Media, Rejection};
+
+/// Response body: a full buffer or an endless RecordIO stream.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// How often [`Cluster::tick`] runs.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// State shared by every server task.
+#[derive(Debug)]
+pub struct Shared {
+    /// The cluster. A std mutex: it is held only for synchronous work, never across
+    /// an await.
+    pub cluster: Mutex<Cluster>,
+    /// Source of executor connection IDs.
+    next_connection: AtomicU64,
+}
+
+impl Shared {
+    /// Wraps a cluster.
+    pub fn new(cluster: Cluster) -> Shared {
+        Shared {
+            cluster: Mutex::new(cluster),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// Locks the cluster. A panic while holding the lock leaves the state as it was
+    /// at that point; serving on is more useful to a test harness than poisoning.
+    pub fn lock(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Which server a connection belongs to.
+#[derive(Debug, Clone, Copy)]
+pub enum Role {
+    /// The master (scheduler API, /version, /health).
+    Master,
+    /// Agent number `n` (executor API).
+    Agent(usize),
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true; open connections
+/// are dropped at that moment too.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    role: Role,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        continue;
+                    }
+                };
+                let shared = shared.clone();
+                let mut shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(route(shared, role, request).await) }
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        result = connection => {
+                            if let Err(error) = result {
+                                tracing::debug!(%error, "connection ended with an error");
+                            }
+                        }
+                        _ = shutdown.changed() => {}
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Runs [`Cluster::tick`] every [`TICK_INTERVAL`] until `shutdown` turns true.
+pub async fn run_timers(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(TICK_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = ticker.tick() => {
+                let effects = shared.lock().tick(Instant::now());
+                run_effects(&shared, effects);
+            }
+        }
+    }
+}
+
+/// Starts the processes and signals the effects ask for.
+pub fn run_effects(shared: &Arc<Shared>, effects: Vec<Effect>) {
+    for effect in effects {
+        let shared = shared.clone();
+        match effect {
+            Effect::SpawnExecutor(request) => {
+                tokio::spawn(launch_executor(shared, *request));
+            }
+            Effect::KillExecutor {
+                agent,
+                pid,
+                container_id,
+                grace,
+            } => {
+                tokio::spawn(async move {
+                    if grace.is_zero() {
+                        process::signal_group(pid, "KILL").await;
+                        return;
+                    }
+                    process::signal_group(pid, "TERM").await;
+                    tokio::time::sleep(grace).await;
+                    let still_running =
+                        shared.lock().executor_pid(agent, &container_id) == Some(pid);
+                    if still_running {
+                        process::signal_group(pid, "KILL").await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn launch_executor(shared: Arc<Shared>, request: process::SpawnRequest) {
+    let started = process::prepare_sandbox(&request).and_then(|()| process::spawn(&request));
+    let mut child = match started {
+        Ok(child) => child,
+        Err(error) => {
+            tracing::warn!(framework_id = %request.framework_id.value, executor_id = %request.executor_id.value, %error, "executor could not be started");
+            shared.lock().executor_launch_failed(
+                request.agent,
+                &request.container_id,
+                &error.to_string(),
+                Instant::now(),
+            );
+            return;
+        }
+    };
+    let pid = child.id().unwrap_or_default();
+    let effects = shared
+        .lock()
+        .executor_spawned(request.agent, &request.container_id, pid);
+    run_effects(&shared, effects);
+    let wait_status = match child.wait().await {
+        Ok(status) => std::os::unix::process::ExitStatusExt::into_raw(status),
+        Err(error) => {
+            tracing::warn!(%error, "waiting for the executor failed");
+            -1
+        }
+    };
+    shared.lock().executor_exited(
+        request.agent,
+        &request.container_id,
+        wait_status,
+        Instant::now(),
+    );
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(message.into())).boxed());
+    *response.status_mut() = status;
+    response
+}
+
+fn reject(rejection: Rejection) -> Response<Body> {
+    text(rejection.status, rejection.message)
+}
+
+/// A RecordIO event stream whose drop (the client went away, or the sender was
+/// dropped and the stream ended) is signalled through `_closed`.
+struct EventStream<T> {
+    events: mpsc::UnboundedReceiver<T>,
+    _closed: oneshot::Sender<()>,
+}
+
+impl<T: Message> Stream for EventStream<T> {
+    type Item = Result<Frame<Bytes>, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_recv(cx).map(|event| {
+            event.map(|event| {
+                Ok(Frame::data(recordio::encode_to_bytes(
+                    &event.encode_to_vec(),
+                )))
+            })
+        })
+    }
+}
+
+fn stream_response<T: Message + Send + Sync + 'static>(
+    events: mpsc::UnboundedReceiver<T>,
+    closed: oneshot::Sender<()>,
+    stream_id: Option<&str>,
+) -> Response<Body> {
+    let body = StreamBody::new(EventStream {
+        events,
+        _closed: closed,
+    });
+    let mut response = Response::new(BodyExt::boxed(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(media::PROTOBUF),
+    );
+    if let Some(stream_id) = stream_id.and_then(|id| header::HeaderValue::from_str(id).ok()) {
+        headers.insert(STREAM_ID_HEADER, stream_id);
+    }
+    response
+}
+
+async fn route(shared: Arc<Shared>, role: Role, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    match (role, path.as_str()) {
+        (Role::Master, "/api/v1/scheduler" | "/master/api/v1/scheduler") => {
+            scheduler_endpoint(shared, request).await
+        }
+        (Role::Agent(index), "/api/v1/executor" | "/slave(1)/api/v1/executor") => {
+            executor_endpoint(shared, index, request).await
+        }
+        (_, "/version" | "/master/version" | "/slave(1)/version")
+            if request.method() == Method::GET =>
+        {
+            let body = serde_json::json!({
+                "version": crate::MESOS_VERSION,
+                "build_user": "devcluster",
+                "build_date": "",
+                "build_time": 0,
+                "git_sha": "",
+                "git_tag": crate::MESOS_VERSION,
+            });
+            let mut response = text(StatusCode::OK, body.to_string());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(media::JSON),
+            );
+            response
+        }
+        (_, "/health" | "/master/health" | "/slave(1)/health") => text(StatusCode::OK, ""),
+        _ => text(StatusCode::NOT_FOUND, format!("no endpoint {path}")),
+    }
+}
+
+/// The common front of both APIs: method, content type, body; returns the body.
+async fn read_call(
+    request: Request<Incoming>,
+) -> Result<(http::request::Parts, Bytes), Response<Body>> {
+    if request.method() != Method::POST {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "expecting a 'POST' request");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return Err(response);
+    }
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes());
+    match validation::request_media(content_type) {
+        Ok(Media::Protobuf) => {}
+        Ok(Media::Json) => {
+            return Err(text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "devcluster implements only application/x-protobuf; JSON calls are not implemented",
+            ))
+        }
+        Err(rejection) => return Err(reject(rejection)),
+    }
+    let (parts, body) = request.into_parts();
+    match body.collect().await {
+        Ok(collected) => Ok((parts, collected.to_bytes())),
+        Err(error) => Err(text(
+            StatusCode::BAD_REQUEST,
+            format!("failed to read the body: {error}"),
+        )),
+    }
+}
+
+fn header_str<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+}
+
+async fn scheduler_endpoint(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = match read_call(request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let call = match scheduler::Call::decode(body) {
+        Ok(call) => call,
+        Err(error) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("failed to parse the call: {error}"),
+            )
+        }
+    };
+    let call_type = match validation::scheduler_call(&call) {
+        Ok(call_type) => call_type,
+        Err(rejection) => return reject(rejection),
+    };
+    let stream_id = header_str(&parts, STREAM_ID_HEADER);
+    if call_type == scheduler::call::Type::Subscribe {
+        if stream_id.is_some() {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Subscribe calls should not include the 'Mesos-Stream-Id' header",
+            );
+        }
+        if let Err(rejection) = validation::stream_media(header_str(&parts, "accept")) {
+            return reject(rejection);
+        }
+        let Some(subscribe) = call.subscribe else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "expecting 'subscribe' to be present",
+            );
+        };
+        return subscribe_scheduler(shared, subscribe);
+    }
+
+    let Some(framework_id) = call.framework_id.clone() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "expecting 'framework_id' to be present",
+        );
+    };
+    let result = {
+        let mut cluster = shared.lock();
+        cluster
+            .authorize_call(&framework_id, stream_id)
+            .and_then(|()| cluster.scheduler_call(call, Instant::now()))
+    };
+    match result {
+        Ok(effects) => {
+            run_effects(&shared, effects);
+            if call_type == scheduler::call::Type::UpdateFramework {
+                text(StatusCode::OK, "")
+            } else {
+                text(StatusCode::ACCEPTED, "")
+            }
+        }
+        Err(rejection) => reject(rejection),
+    }
+}
+
+fn subscribe_scheduler(
+    shared: Arc<Shared>,
+    subscribe: scheduler::call::Subscribe,
+) -> Response<Body> {
+    let (sender, events) = mpsc::unbounded_channel();
+    let (closed_sender, closed) = oneshot::channel();
+    // The watcher holds only a weak sender, so that the cluster dropping its sender
+    // (TEARDOWN, failover) ends the stream.
+    let weak = sender.downgrade();
+    let stream_id = uuid::Uuid::new_v4().to_string();
+    let (framework_id, heartbeat_interval) = {
+        let mut cluster = shared.lock();
+        let framework_id = cluster.subscribe(subscribe, stream_id.clone(), sender);
+        (framework_id, cluster.heartbeat_interval())
+    };
+    if let Some(framework_id) = framework_id {
+        let watcher_stream_id = stream_id.clone();
+        tokio::spawn(async move {
+            let mut closed = closed;
+            let start = tokio::time::Instant::now() + heartbeat_interval;
+            let mut ticker = tokio::time::interval_at(start, heartbeat_interval);
+            loop {
+                tokio::select! {
+                    _ = &mut closed => {
+                        let effects = shared
+                            .lock()
+                            .stream_closed(&framework_id, &watcher_stream_id, Instant::now());
+                        run_effects(&shared, effects);
+                        break;
+                    }
+                    _ = ticker.tick() => match weak.upgrade() {
+                        Some(sender) => {
+                            let _ = sender.send(scheduler::Event {
+                                r#type: Some(scheduler::event::Type::Heartbeat as i32),
+                                ..Default::default()
+                            });
+                        }
+                        None => break,
+                    },
+                }
+            }
+        });
+    }
+    stream_response(events, closed_sender, Some(&stream_id))
+}
+
+async fn executor_endpoint(
+    shared: Arc<Shared>,
+    index: usize,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let (parts, body) = match read_call(request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let call = match executor::Call::decode(body) {
+        Ok(call) => call,
+        Err(error) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("failed to parse the call: {error}"),
+            )
+        }
+    };
+    let call_type = match validation::executor_call(&call) {
+        Ok(call_type) => call_type,
+        Err(rejection) => return reject(rejection),
+    };
+    let now = Instant::now();
+    let result = match call_type {
+        executor::call::Type::Heartbeat => Ok(()),
+        executor::call::Type::Subscribe => {
+            if let Err(rejection) = validation::stream_media(header_str(&parts, "accept")) {
+                return reject(rejection);
+            }
+            return subscribe_executor(shared, index, call);
+        }
+        executor::call::Type::Update => shared.lock().executor_update(index, call, now),
+        executor::call::Type::Message => shared.lock().executor_message(index, call),
+        executor::call::Type::Unknown => {
+            Err(Rejection::new(StatusCode::NOT_IMPLEMENTED, "unknown call"))
+        }
+    };
+    match result {
+        Ok(()) => text(StatusCode::ACCEPTED, ""),
+        Err(rejection) => reject(rejection),
+    }
+}
+
+fn subscribe_executor(shared: Arc<Shared>, index: usize, call: executor::Call) -> Response<Body> {
+    let (sender, events) = mpsc::unbounded_channel();
+    let (closed_sender, closed) = oneshot::channel::<()>();
+    let connection_id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+    let framework_id = call.framework_id.clone();
+    let executor_id = call.executor_id.clone();
+    let connection = ExecutorConnection {
+        id: connection_id,
+        sender,
+    };
+    if let Err(rejection) =
+        shared
+            .lock()
+            .executor_subscribe(index, call, connection, Instant::now())
+    {
+        return reject(rejection);
+    }
+    tokio::spawn(async move {
+        let _ = closed.await;
+        let effects =
+            shared
+                .lock()
+                .executor_stream_closed(index, &framework_id, &executor_id, connection_id);
+        run_effects(&shared, effects);
+    });
+    stream_response(events, closed_sender, None)
+}

@@ -1,0 +1,163 @@
+//! One task's life: launch its container, watch it, stop it on request, and report
+//! every state change to the event loop.
+//!
+//! A worker is a tokio task spawned by the event loop per launched task. It reports
+//! through a callback and ends right after reporting a terminal state; a kill request
+//! arrives as a grace period on a `watch` channel whose sender the loop keeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesos_stateful_proto::v1::task_status::Reason;
+use mesos_stateful_proto::v1::TaskState;
+use tokio::sync::{watch, OnceCell};
+use tracing::warn;
+
+use super::kill::{remove, stop_and_remove, watch_exit};
+use super::launch::launch;
+use super::{exit_outcome, ContainerPlan, Outcome, PlanError};
+use crate::docker::{DockerClient, DockerError, DockerHost};
+
+/// A Docker client connected on first use and shared by all workers, so that an
+/// engine that is down when the executor starts only fails the tasks launched while
+/// it is down.
+#[derive(Debug, Clone)]
+pub struct LazyDocker {
+    host: DockerHost,
+    client: Arc<OnceCell<DockerClient>>,
+}
+
+impl LazyDocker {
+    /// A client of the engine at `host`, not connected yet.
+    pub fn new(host: DockerHost) -> LazyDocker {
+        LazyDocker {
+            host,
+            client: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// A handle around an already connected client.
+    pub fn connected(client: DockerClient) -> LazyDocker {
+        LazyDocker {
+            host: client.host().clone(),
+            client: Arc::new(OnceCell::new_with(Some(client))),
+        }
+    }
+
+    /// The connected client, connecting (and negotiating the version) if needed.
+    pub async fn get(&self) -> Result<DockerClient, DockerError> {
+        self.client
+            .get_or_try_init(|| DockerClient::connect(self.host.clone()))
+            .await
+            .cloned()
+    }
+}
+
+/// Runs one task to its end. `kill` carries `Some(grace)` once the task must stop;
+/// `report` receives every state in order, the last one terminal.
+pub async fn run_task(
+    docker: LazyDocker,
+    plan: Result<ContainerPlan, PlanError>,
+    mut kill: watch::Receiver<Option<Duration>>,
+    report: impl Fn(Outcome),
+) {
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(err) => {
+            report(Outcome {
+                state: TaskState::TaskFailed,
+                reason: Some(Reason::TaskInvalid),
+                message: err.to_string(),
+            });
+            return;
+        }
+    };
+    if kill.borrow().is_some() {
+        report(killed_during_launch());
+        return;
+    }
+    report(Outcome {
+        state: TaskState::TaskStarting,
+        reason: None,
+        message: format!("creating container {} from image {}", plan.name, plan.image),
+    });
+    let docker = match docker.get().await {
+        Ok(docker) => docker,
+        Err(err) => {
+            report(Outcome {
+                state: TaskState::TaskFailed,
+                reason: Some(Reason::ContainerLaunchFailed),
+                message: format!("docker engine unavailable: {err}"),
+            });
+            return;
+        }
+    };
+    let id = match launch(&docker, &plan).await {
+        Ok(id) => id,
+        Err(outcome) => {
+            report(outcome);
+            return;
+        }
+    };
+    let pending_kill = *kill.borrow();
+    if let Some(grace) = pending_kill {
+        let stopped = stop_and_remove(&docker, &id, grace).await;
+        let mut outcome = killed_during_launch();
+        if let Some(problem) = stopped.problem {
+            outcome.message = format!("{}; {problem}", outcome.message);
+        }
+        report(outcome);
+        return;
+    }
+    report(Outcome {
+        state: TaskState::TaskRunning,
+        reason: None,
+        message: format!("container {} running as {id}", plan.name),
+    });
+
+    tokio::select! {
+        exit = watch_exit(&docker, &id) => match exit {
+            Ok(exit) => {
+                let outcome = exit_outcome(&exit, false);
+                if let Err(problem) = remove(&docker, &id).await {
+                    warn!(container = %plan.name, %problem, "exited container left behind");
+                }
+                report(outcome);
+            }
+            Err(err) => report(Outcome {
+                state: TaskState::TaskFailed,
+                reason: None,
+                message: format!("container {} disappeared: {err}", plan.name),
+            }),
+        },
+        grace = kill_requested(&mut kill) => {
+            let stopped = stop_and_remove(&docker, &id, grace).await;
+            let mut outcome = exit_outcome(&stopped.exit.unwrap_or_default(), true);
+            if let Some(problem) = stopped.problem {
+                outcome.message = format!("{}; {problem}", outcome.message);
+            }
+            report(outcome);
+        }
+    }
+}
+
+/// Resolves with the grace period once a kill is requested; never if the loop is gone.
+async fn kill_requested(kill: &mut watch::Receiver<Option<Duration>>) -> Duration {
+    loop {
+        let current = *kill.borrow_and_update();
+        if let Some(grace) = current {
+            return grace;
+        }
+        if kill.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+fn killed_during_launch() -> Outcome {
+    Outcome {
+        state: TaskState::TaskKilled,
+        reason: Some(Reason::TaskKilledDuringLaunch),
+        message: "task killed before its container ran".to_owned(),
+    }
+}

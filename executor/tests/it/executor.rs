@@ -1,0 +1,364 @@
+//! The whole executor against a fake agent and the machine's real Docker engine.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mesos_stateful_executor::config::{ExecutorId, FrameworkId};
+use mesos_stateful_executor::docker::DockerHost;
+use mesos_stateful_executor::task::{container_name, LABEL_EXECUTOR_ID};
+use mesos_stateful_executor::{run, Config, Error, ExitReason};
+use mesos_stateful_proto::stateful::ContainerSpec;
+use mesos_stateful_proto::v1::executor::{event, Event};
+use mesos_stateful_proto::v1::{self, DurationInfo, KillPolicy, TaskState};
+use mesos_stateful_proto::Message;
+use tokio::task::JoinHandle;
+
+use crate::support::{
+    acknowledged, docker, ensure_test_image, remove_labelled, unique, FakeAgent, TEST_IMAGE,
+    TEST_LABEL,
+};
+
+/// An executor running against a fake agent.
+struct Run {
+    agent: FakeAgent,
+    executor_id: String,
+    handle: JoinHandle<Result<ExitReason, Error>>,
+}
+
+impl Run {
+    async fn start(checkpoint: bool) -> Run {
+        ensure_test_image(&docker().await).await;
+        let agent = FakeAgent::start().await;
+        let executor_id = unique("ex");
+        let config = Config {
+            framework_id: FrameworkId("fw-it".into()),
+            executor_id: ExecutorId(executor_id.clone()),
+            agent_endpoint: agent.endpoint.clone(),
+            sandbox_directory: None,
+            checkpoint,
+            shutdown_grace_period: Duration::from_secs(2),
+            recovery_timeout: Duration::from_secs(20),
+            subscription_backoff_max: Duration::from_millis(200),
+            authentication_token: None,
+            docker_host: DockerHost::default(),
+        };
+        let handle = tokio::spawn(run(config, std::future::pending()));
+        agent
+            .wait_until(Duration::from_secs(10), |agent| {
+                agent.subscribes().len() == 1
+            })
+            .await;
+        Run {
+            agent,
+            executor_id,
+            handle,
+        }
+    }
+
+    /// Waits for the executor to exit, checks it left no container, and cleans up.
+    async fn finish(self) -> Result<ExitReason, Error> {
+        let result = tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("executor did not exit")
+            .unwrap();
+        let docker = docker().await;
+        let left = docker
+            .list_containers(true, &[format!("{LABEL_EXECUTOR_ID}={}", self.executor_id)])
+            .await
+            .unwrap();
+        remove_labelled(&docker, LABEL_EXECUTOR_ID, &self.executor_id).await;
+        assert!(left.is_empty(), "containers left behind: {left:?}");
+        result
+    }
+}
+
+fn spec(image: &str, args: &[&str]) -> ContainerSpec {
+    ContainerSpec {
+        image: image.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        labels: vec![v1::Label {
+            key: TEST_LABEL.into(),
+            value: Some("executor".into()),
+        }],
+        ..Default::default()
+    }
+}
+
+fn launch(task_id: &str, spec: Option<&ContainerSpec>) -> Event {
+    Event {
+        r#type: Some(event::Type::Launch as i32),
+        launch: Some(event::Launch {
+            task: v1::TaskInfo {
+                name: task_id.into(),
+                task_id: v1::TaskId {
+                    value: task_id.into(),
+                },
+                data: spec.map(|s| Bytes::from(s.encode_to_vec())),
+                ..Default::default()
+            },
+        }),
+        ..Default::default()
+    }
+}
+
+fn kill(task_id: &str, grace: Duration) -> Event {
+    Event {
+        r#type: Some(event::Type::Kill as i32),
+        kill: Some(event::Kill {
+            task_id: v1::TaskId {
+                value: task_id.into(),
+            },
+            kill_policy: Some(KillPolicy {
+                grace_period: Some(DurationInfo {
+                    nanoseconds: grace.as_nanos() as i64,
+                }),
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+fn shutdown() -> Event {
+    Event {
+        r#type: Some(event::Type::Shutdown as i32),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn finished_task_reports_starting_running_finished_and_exits() {
+    let run = Run::start(false).await;
+    // The first UPDATE calls are refused as during agent recovery; they are retried.
+    run.agent.refuse_next_updates(2);
+    let task = unique("task");
+    run.agent.send(launch(
+        &task,
+        Some(&spec(TEST_IMAGE, &["sh", "-c", "exit 0"])),
+    ));
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+
+    assert_eq!(agent.n_refused(), 2);
+    assert_eq!(
+        agent.states(),
+        [
+            TaskState::TaskStarting,
+            TaskState::TaskRunning,
+            TaskState::TaskFinished
+        ]
+    );
+    let updates = agent.updates();
+    let finished = &updates[2];
+    assert_eq!(finished.task_id.value, task);
+    assert_eq!(
+        finished.message.as_deref(),
+        Some("container exited with code 0")
+    );
+    assert!(updates
+        .iter()
+        .all(|u| u.executor_id.is_some() && u.timestamp.is_some()));
+    let running = updates[1].message.as_deref().unwrap();
+    assert!(running.contains(&container_name(&task)), "{running}");
+}
+
+#[tokio::test]
+async fn failing_container_reports_its_exit_code() {
+    let run = Run::start(false).await;
+    let task = unique("task");
+    run.agent.send(launch(
+        &task,
+        Some(&spec(TEST_IMAGE, &["sh", "-c", "exit 3"])),
+    ));
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+    let failed = agent.updates().pop().unwrap();
+    assert_eq!(failed.state, TaskState::TaskFailed as i32);
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("container exited with code 3")
+    );
+}
+
+#[tokio::test]
+async fn missing_image_fails_the_task_without_pulling() {
+    let run = Run::start(false).await;
+    let task = unique("task");
+    run.agent.send(launch(
+        &task,
+        Some(&spec("mesos-stateful-it/absent:1", &["true"])),
+    ));
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+    assert_eq!(
+        agent.states(),
+        [TaskState::TaskStarting, TaskState::TaskFailed]
+    );
+    assert_eq!(
+        agent.updates()[1].message.as_deref(),
+        Some("image mesos-stateful-it/absent:1 not found locally")
+    );
+    assert_eq!(
+        agent.updates()[1].reason,
+        Some(v1::task_status::Reason::ContainerLaunchFailed as i32)
+    );
+}
+
+#[tokio::test]
+async fn task_without_container_spec_fails() {
+    let run = Run::start(false).await;
+    let task = unique("task");
+    run.agent.send(launch(&task, None));
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+    assert_eq!(agent.states(), [TaskState::TaskFailed]);
+    assert_eq!(
+        agent.updates()[0].message,
+        Some(format!("task {task} carries no container spec in its data"))
+    );
+}
+
+#[tokio::test]
+async fn kill_stops_the_container_and_reports_killed() {
+    let run = Run::start(false).await;
+    let task = unique("task");
+    run.agent
+        .send(launch(&task, Some(&spec(TEST_IMAGE, &["sleep", "30"]))));
+    run.agent.wait_for_state(TaskState::TaskRunning).await;
+    let started = std::time::Instant::now();
+    run.agent.send(kill(&task, Duration::from_secs(1)));
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        agent.states(),
+        [
+            TaskState::TaskStarting,
+            TaskState::TaskRunning,
+            TaskState::TaskKilled
+        ]
+    );
+}
+
+#[tokio::test]
+async fn shutdown_kills_tasks_and_exits() {
+    let run = Run::start(false).await;
+    let task = unique("task");
+    run.agent
+        .send(launch(&task, Some(&spec(TEST_IMAGE, &["sleep", "30"]))));
+    run.agent.wait_for_state(TaskState::TaskRunning).await;
+    run.agent.send(shutdown());
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::Shutdown);
+    assert_eq!(agent.states().last(), Some(&TaskState::TaskKilled));
+}
+
+#[tokio::test]
+async fn lost_agent_without_checkpoint_stops_tasks_and_exits() {
+    let run = Run::start(false).await;
+    let task = unique("task");
+    run.agent
+        .send(launch(&task, Some(&spec(TEST_IMAGE, &["sleep", "30"]))));
+    run.agent.wait_for_state(TaskState::TaskRunning).await;
+    run.agent.close_stream();
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::AgentDisconnected);
+    // No second subscription was attempted.
+    assert_eq!(agent.subscribes().len(), 1);
+}
+
+#[tokio::test]
+async fn resubscription_carries_unacknowledged_updates_and_tasks() {
+    let run = Run::start(true).await;
+    run.agent.set_acknowledge(false);
+    let task = unique("task");
+    run.agent
+        .send(launch(&task, Some(&spec(TEST_IMAGE, &["sleep", "30"]))));
+    // Without acknowledgements only STARTING goes out: RUNNING waits behind it.
+    run.agent.wait_for_state(TaskState::TaskStarting).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(run.agent.states(), [TaskState::TaskStarting]);
+
+    // The agent "restarts": the executor re-subscribes with what is pending.
+    run.agent.close_stream();
+    run.agent
+        .wait_until(Duration::from_secs(10), |agent| {
+            agent.subscribes().len() == 2
+        })
+        .await;
+    let resubscribe = run.agent.subscribes().pop().unwrap();
+    let tasks: Vec<String> = resubscribe
+        .unacknowledged_tasks
+        .iter()
+        .map(|t| t.task_id.value.clone())
+        .collect();
+    assert_eq!(tasks, std::slice::from_ref(&task));
+    let pending: Vec<i32> = resubscribe
+        .unacknowledged_updates
+        .iter()
+        .map(|u| u.status.state)
+        .collect();
+    assert_eq!(
+        pending,
+        [
+            TaskState::TaskStarting as i32,
+            TaskState::TaskRunning as i32
+        ]
+    );
+
+    // Acknowledge what the re-subscription carried; then kill and finish normally.
+    run.agent.set_acknowledge(true);
+    for update in &resubscribe.unacknowledged_updates {
+        run.agent.send(acknowledged(&update.status));
+    }
+    run.agent.send(kill(&task, Duration::ZERO));
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+    assert_eq!(agent.states().last(), Some(&TaskState::TaskKilled));
+}
+
+#[tokio::test]
+async fn binary_without_environment_exits_with_code_1() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mesos-stateful-executor"))
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("environment variable MESOS_FRAMEWORK_ID is not set"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn binary_runs_a_task_for_the_agent_and_exits_0() {
+    ensure_test_image(&docker().await).await;
+    let agent = FakeAgent::start().await;
+    let executor_id = unique("ex");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mesos-stateful-executor"))
+        .env_clear()
+        .env("MESOS_FRAMEWORK_ID", "fw-it")
+        .env("MESOS_EXECUTOR_ID", &executor_id)
+        .env("MESOS_SLAVE_PID", format!("slave(1)@{}", agent.endpoint))
+        .env("MESOS_CHECKPOINT", "0")
+        .env("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "2secs")
+        .env("RUST_LOG", "debug")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    agent
+        .wait_until(Duration::from_secs(10), |agent| {
+            agent.subscribes().len() == 1
+        })
+        .await;
+    let task = unique("task");
+    agent.send(launch(&task, Some(&spec(TEST_IMAGE, &["echo", "hello"]))));
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("executor did not exit")
+        .unwrap();
+    remove_labelled(&docker().await, LABEL_EXECUTOR_ID, &executor_id).await;
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(agent.states().last(), Some(&TaskState::TaskFinished));
+}
