@@ -26,7 +26,9 @@ lint:
 invariants:
 	scripts/check-invariants.sh
 
+# The end-to-end tests run the workspace's binaries: build them first.
 unit:
+	$(CARGO) build --workspace --bins
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 test: deps lint invariants unit
