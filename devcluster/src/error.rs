@@ -41,6 +41,12 @@ pub enum DevClusterError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A JSON document does not follow Mesos's JSON mapping of the message.
+    #[error("invalid json message: {0}")]
+    Json(String),
+    /// The embedded protobuf descriptors cannot be used.
+    #[error("protobuf descriptors: {0}")]
+    Descriptors(String),
     /// The dedicated runtime thread of a [`crate::DevClusterThread`] failed.
     #[error("devcluster runtime thread: {0}")]
     Thread(String),

@@ -16,11 +16,12 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use mesos_stateful_proto::v1::{executor, scheduler};
-use mesos_stateful_proto::{media, recordio, Message, STREAM_ID_HEADER};
+use mesos_stateful_proto::{media, recordio, STREAM_ID_HEADER};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cluster::{Cluster, Effect, ExecutorConnection};
+use crate::json::{self, Described};
 use crate::process;
 use crate::validation::{self, Media, Rejection};
 
@@ -201,41 +202,65 @@ fn reject(rejection: Rejection) -> Response<Body> {
     text(rejection.status, rejection.message)
 }
 
-/// A RecordIO event stream whose drop (the client went away, or the sender was
-/// dropped and the stream ended) is signalled through `_closed`.
+/// A RecordIO event stream in one encoding, whose drop (the client went away, or
+/// the sender was dropped and the stream ended) is signalled through `_closed`.
 struct EventStream<T> {
     events: mpsc::UnboundedReceiver<T>,
+    media: Media,
     _closed: oneshot::Sender<()>,
 }
 
-impl<T: Message> Stream for EventStream<T> {
-    type Item = Result<Frame<Bytes>, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx).map(|event| {
-            event.map(|event| {
-                Ok(Frame::data(recordio::encode_to_bytes(
-                    &event.encode_to_vec(),
-                )))
-            })
-        })
+/// One event as the payload of a record in `media`.
+fn encode_event<T: Described>(event: &T, media: Media) -> Option<Vec<u8>> {
+    match media {
+        Media::Protobuf => Some(event.encode_to_vec()),
+        Media::Json => match json::to_json_bytes(event) {
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                tracing::warn!(%error, "an event could not be written as json; it is skipped");
+                None
+            }
+        },
     }
 }
 
-fn stream_response<T: Message + Send + Sync + 'static>(
+impl<T: Described> Stream for EventStream<T> {
+    type Item = Result<Frame<Bytes>, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let event = match self.events.poll_recv(cx) {
+                Poll::Ready(Some(event)) => event,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            };
+            if let Some(payload) = encode_event(&event, self.media) {
+                return Poll::Ready(Some(Ok(Frame::data(recordio::encode_to_bytes(&payload)))));
+            }
+        }
+    }
+}
+
+fn stream_response<T: Described + Send + Sync + 'static>(
     events: mpsc::UnboundedReceiver<T>,
+    media: Media,
     closed: oneshot::Sender<()>,
     stream_id: Option<&str>,
 ) -> Response<Body> {
     let body = StreamBody::new(EventStream {
         events,
+        media,
         _closed: closed,
     });
     let mut response = Response::new(BodyExt::boxed(body));
     let headers = response.headers_mut();
+    let content_type = match media {
+        Media::Protobuf => media::PROTOBUF,
+        Media::Json => media::JSON,
+    };
     headers.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static(media::PROTOBUF),
+        header::HeaderValue::from_static(content_type),
     );
     if let Some(stream_id) = stream_id.and_then(|id| header::HeaderValue::from_str(id).ok()) {
         headers.insert(STREAM_ID_HEADER, stream_id);
@@ -271,14 +296,25 @@ async fn route(shared: Arc<Shared>, role: Role, request: Request<Incoming>) -> R
             response
         }
         (_, "/health" | "/master/health" | "/slave(1)/health") => text(StatusCode::OK, ""),
+        (Role::Master, "/redirect" | "/master/redirect") => {
+            // The single master is always the leader; the answer is still a
+            // protocol-relative redirect without a path, as Mesos gives it.
+            let location = format!("//{}", shared.lock().master_authority());
+            let mut response = text(StatusCode::TEMPORARY_REDIRECT, "");
+            if let Ok(value) = header::HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
         _ => text(StatusCode::NOT_FOUND, format!("no endpoint {path}")),
     }
 }
 
-/// The common front of both APIs: method, content type, body; returns the body.
+/// The common front of both APIs: method, content type, body; returns the body
+/// and its encoding.
 async fn read_call(
     request: Request<Incoming>,
-) -> Result<(http::request::Parts, Bytes), Response<Body>> {
+) -> Result<(http::request::Parts, Media, Bytes), Response<Body>> {
     if request.method() != Method::POST {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "expecting a 'POST' request");
         response
@@ -290,24 +326,29 @@ async fn read_call(
         .headers()
         .get(header::CONTENT_TYPE)
         .map(|v| v.as_bytes());
-    match validation::request_media(content_type) {
-        Ok(Media::Protobuf) => {}
-        Ok(Media::Json) => {
-            return Err(text(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "devcluster implements only application/x-protobuf; JSON calls are not implemented",
-            ))
-        }
-        Err(rejection) => return Err(reject(rejection)),
-    }
+    let media = validation::request_media(content_type).map_err(reject)?;
     let (parts, body) = request.into_parts();
     match body.collect().await {
-        Ok(collected) => Ok((parts, collected.to_bytes())),
+        Ok(collected) => Ok((parts, media, collected.to_bytes())),
         Err(error) => Err(text(
             StatusCode::BAD_REQUEST,
             format!("failed to read the body: {error}"),
         )),
     }
+}
+
+/// Decodes a call body in its encoding (400 if it does not parse).
+fn decode_call<T: Described>(media: Media, body: Bytes) -> Result<T, Rejection> {
+    let decoded = match media {
+        Media::Protobuf => T::decode(body).map_err(|error| error.to_string()),
+        Media::Json => json::from_json(&body).map_err(|error| error.to_string()),
+    };
+    decoded.map_err(|error| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            format!("failed to parse the call: {error}"),
+        )
+    })
 }
 
 fn header_str<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a str> {
@@ -318,18 +359,13 @@ fn header_str<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a str
 }
 
 async fn scheduler_endpoint(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = match read_call(request).await {
+    let (parts, media, body) = match read_call(request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
-    let call = match scheduler::Call::decode(body) {
+    let call: scheduler::Call = match decode_call(media, body) {
         Ok(call) => call,
-        Err(error) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("failed to parse the call: {error}"),
-            )
-        }
+        Err(rejection) => return reject(rejection),
     };
     let call_type = match validation::scheduler_call(&call) {
         Ok(call_type) => call_type,
@@ -343,16 +379,17 @@ async fn scheduler_endpoint(shared: Arc<Shared>, request: Request<Incoming>) -> 
                 "Subscribe calls should not include the 'Mesos-Stream-Id' header",
             );
         }
-        if let Err(rejection) = validation::stream_media(header_str(&parts, "accept")) {
-            return reject(rejection);
-        }
+        let stream_media = match validation::stream_media(header_str(&parts, "accept")) {
+            Ok(stream_media) => stream_media,
+            Err(rejection) => return reject(rejection),
+        };
         let Some(subscribe) = call.subscribe else {
             return text(
                 StatusCode::BAD_REQUEST,
                 "expecting 'subscribe' to be present",
             );
         };
-        return subscribe_scheduler(shared, subscribe);
+        return subscribe_scheduler(shared, subscribe, stream_media);
     }
 
     let Some(framework_id) = call.framework_id.clone() else {
@@ -383,6 +420,7 @@ async fn scheduler_endpoint(shared: Arc<Shared>, request: Request<Incoming>) -> 
 fn subscribe_scheduler(
     shared: Arc<Shared>,
     subscribe: scheduler::call::Subscribe,
+    media: Media,
 ) -> Response<Body> {
     let (sender, events) = mpsc::unbounded_channel();
     let (closed_sender, closed) = oneshot::channel();
@@ -423,7 +461,7 @@ fn subscribe_scheduler(
             }
         });
     }
-    stream_response(events, closed_sender, Some(&stream_id))
+    stream_response(events, media, closed_sender, Some(&stream_id))
 }
 
 async fn executor_endpoint(
@@ -431,18 +469,13 @@ async fn executor_endpoint(
     index: usize,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    let (parts, body) = match read_call(request).await {
+    let (parts, media, body) = match read_call(request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
-    let call = match executor::Call::decode(body) {
+    let call: executor::Call = match decode_call(media, body) {
         Ok(call) => call,
-        Err(error) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("failed to parse the call: {error}"),
-            )
-        }
+        Err(rejection) => return reject(rejection),
     };
     let call_type = match validation::executor_call(&call) {
         Ok(call_type) => call_type,
@@ -452,10 +485,10 @@ async fn executor_endpoint(
     let result = match call_type {
         executor::call::Type::Heartbeat => Ok(()),
         executor::call::Type::Subscribe => {
-            if let Err(rejection) = validation::stream_media(header_str(&parts, "accept")) {
-                return reject(rejection);
-            }
-            return subscribe_executor(shared, index, call);
+            return match validation::stream_media(header_str(&parts, "accept")) {
+                Ok(stream_media) => subscribe_executor(shared, index, call, stream_media),
+                Err(rejection) => reject(rejection),
+            };
         }
         executor::call::Type::Update => shared.lock().executor_update(index, call, now),
         executor::call::Type::Message => shared.lock().executor_message(index, call),
@@ -469,7 +502,12 @@ async fn executor_endpoint(
     }
 }
 
-fn subscribe_executor(shared: Arc<Shared>, index: usize, call: executor::Call) -> Response<Body> {
+fn subscribe_executor(
+    shared: Arc<Shared>,
+    index: usize,
+    call: executor::Call,
+    media: Media,
+) -> Response<Body> {
     let (sender, events) = mpsc::unbounded_channel();
     let (closed_sender, closed) = oneshot::channel::<()>();
     let connection_id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
@@ -494,5 +532,5 @@ fn subscribe_executor(shared: Arc<Shared>, index: usize, call: executor::Call) -
                 .executor_stream_closed(index, &framework_id, &executor_id, connection_id);
         run_effects(&shared, effects);
     });
-    stream_response(events, closed_sender, None)
+    stream_response(events, media, closed_sender, None)
 }

@@ -1,5 +1,6 @@
 //! A single-process Mesos-compatible cluster: one master and one or more agents
-//! speaking the real Mesos v1 scheduler and executor HTTP APIs (protobuf encoding).
+//! speaking the real Mesos v1 scheduler and executor HTTP APIs, in protobuf and in
+//! Mesos's own JSON mapping (so that third-party JSON clients such as pymesos work).
 //!
 //! It is the embedded default for local runs and the test harness of the project.
 //! It is an independent implementation of the Mesos side, written from the protocol
@@ -15,17 +16,28 @@
 //!   (resource arithmetic with port ranges, offer filters, per-task update streams,
 //!   request checks), each with table tests.
 //! - `process`: sandboxes, executor environment and command line, signals.
-//! - `http`: hyper servers that translate requests into cluster calls.
+//! - `json`: Mesos's JSON rules (snake_case names, enum names, Base64 bytes, emitted
+//!   defaults, numbers as strings on input), by reflection over the proto crate's
+//!   descriptors: JSON is converted to and from protobuf at the edge, so the cluster
+//!   only sees prost types.
+//! - `http`: hyper servers that translate requests into cluster calls, negotiate the
+//!   stream encoding (JSON first, as Mesos does) and answer `/master/redirect`.
 //!
 //! # Must not
 //! Depend on the store, actors or scheduler crates (only on the proto crate and
-//! general crates): devcluster plays Mesos, not our framework. It does not implement
-//! JSON calls, command tasks, LAUNCH_GROUP, reservations or volumes, nor isolation.
+//! general crates): devcluster plays Mesos, not our framework.
+//!
+//! # Missing
+//! Command tasks, LAUNCH_GROUP, reservations and volumes, isolation, and several
+//! masters (there is one, always the leader). In JSON, non-finite doubles are
+//! written as the strings `"Infinity"`/`"NaN"` rather than Mesos's bare (invalid
+//! JSON) tokens.
 
 mod allocator;
 mod cluster;
 mod error;
 mod http;
+mod json;
 mod process;
 mod resources;
 mod status_updates;

@@ -85,19 +85,19 @@ fn accepts(accept: Option<&str>, wanted: &str) -> bool {
 /// Chooses the encoding of a SUBSCRIBE stream from the `Accept` header (406 if
 /// neither encoding is acceptable).
 ///
-/// Mesos tests JSON first. devcluster streams protobuf only, so it answers with
-/// protobuf whenever the client admits it and 406 otherwise (a client that admits
-/// only JSON is refused instead of getting an encoding it did not ask for).
+/// JSON is tested first, as Mesos does: a missing header or `*/*` gives JSON, and
+/// protobuf is chosen only when the header admits protobuf but not JSON.
 pub fn stream_media(accept: Option<&str>) -> Result<Media, Rejection> {
-    if accepts(accept, media::PROTOBUF) {
-        return Ok(Media::Protobuf);
-    }
-    let message = if accepts(accept, media::JSON) {
-        "devcluster streams only application/x-protobuf; JSON streams are not implemented"
+    if accepts(accept, media::JSON) {
+        Ok(Media::Json)
+    } else if accepts(accept, media::PROTOBUF) {
+        Ok(Media::Protobuf)
     } else {
-        "expecting 'Accept' to allow application/json or application/x-protobuf"
-    };
-    Err(Rejection::new(StatusCode::NOT_ACCEPTABLE, message))
+        Err(Rejection::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "expecting 'Accept' to allow application/json or application/x-protobuf",
+        ))
+    }
 }
 
 /// Whether `bytes` is a 16-byte UUID (the ACKNOWLEDGE rule).
@@ -301,9 +301,19 @@ mod tests {
             );
         };
         check(Some("application/x-protobuf"), Ok(Media::Protobuf));
-        check(None, Ok(Media::Protobuf));
-        check(Some("*/*"), Ok(Media::Protobuf));
-        check(Some("application/*"), Ok(Media::Protobuf));
+        check(None, Ok(Media::Json));
+        check(Some("*/*"), Ok(Media::Json));
+        check(Some("application/*"), Ok(Media::Json));
+        check(Some("application/json"), Ok(Media::Json));
+        // JSON wins even when protobuf is listed first or preferred.
+        check(
+            Some("application/x-protobuf, application/json;q=0.1"),
+            Ok(Media::Json),
+        );
+        check(
+            Some("application/x-protobuf, application/json;q=0"),
+            Ok(Media::Protobuf),
+        );
         check(
             Some("text/html, application/x-protobuf;q=0.5"),
             Ok(Media::Protobuf),
@@ -316,7 +326,7 @@ mod tests {
             Some("application/x-protobuf;q=0"),
             Err(StatusCode::NOT_ACCEPTABLE),
         );
-        check(Some("application/json"), Err(StatusCode::NOT_ACCEPTABLE));
+        check(Some("text/html"), Err(StatusCode::NOT_ACCEPTABLE));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //!   (the container a task runs).
 //! - [`recordio`]: encoder and incremental decoder.
 //! - [`media`]: the exact content types Mesos accepts.
+//! - [`FILE_DESCRIPTOR_SET`]: the descriptors of all messages, as bytes.
 //!
 //! # Must not
 //! Do any I/O or depend on a runtime: this crate is pure data and codecs, so every
@@ -59,6 +60,12 @@ pub mod media {
     /// JSON-encoded calls and events (Mesos's own JSON mapping, not proto3's).
     pub const JSON: &str = "application/json";
 }
+
+/// The encoded `google.protobuf.FileDescriptorSet` of every package above (imports
+/// included, without source info), for runtime reflection such as Mesos's JSON
+/// mapping.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
 
 /// Header carrying the scheduler stream's identity on every call after SUBSCRIBE.
 pub const STREAM_ID_HEADER: &str = "Mesos-Stream-Id";

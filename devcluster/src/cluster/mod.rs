@@ -305,6 +305,18 @@ impl Cluster {
         self.settings.heartbeat_interval
     }
 
+    /// The `host:port` the master is known by (`MasterInfo.hostname`, else its IP),
+    /// as `/master/redirect` reports it.
+    pub fn master_authority(&self) -> String {
+        let host = self
+            .master_info
+            .hostname
+            .clone()
+            .or_else(|| self.master_info.address.as_ref().and_then(|a| a.ip.clone()))
+            .unwrap_or_default();
+        format!("{host}:{}", self.master_info.port)
+    }
+
     /// The IDs of the agents, in configuration order.
     #[cfg(test)]
     pub fn agent_ids(&self) -> Vec<AgentId> {

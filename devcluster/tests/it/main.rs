@@ -1,5 +1,6 @@
 //! End-to-end tests of devcluster through its HTTP APIs, with a small protobuf
-//! scheduler and executor client written here.
+//! scheduler and executor client written here, and JSON clients speaking Mesos's
+//! JSON mapping like third-party libraries do.
 
 // Test helpers may unwrap: a panic is how a test reports a failure.
 #![allow(clippy::unwrap_used)]
@@ -994,4 +995,365 @@ fn devcluster_thread_serves_outside_any_runtime() {
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     thread.shutdown();
+}
+
+/// Reads a RecordIO stream of JSON events into a channel, as raw text.
+fn pump_json(response: reqwest::Response) -> mpsc::UnboundedReceiver<String> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut decoder = Decoder::new();
+        let mut body = response.bytes_stream();
+        while let Some(Ok(chunk)) = body.next().await {
+            decoder.push(&chunk);
+            while let Ok(Some(record)) = decoder.next_record() {
+                let Ok(text) = String::from_utf8(record.to_vec()) else {
+                    return;
+                };
+                if sender.send(text).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+/// The next JSON event of `wanted` type (its raw text and its value), skipping others.
+async fn expect_json(
+    events: &mut mpsc::UnboundedReceiver<String>,
+    wanted: &str,
+) -> (String, serde_json::Value) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let raw = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {wanted} event in time"))
+            .expect("stream ended");
+        let event: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        if event["type"] == wanted {
+            return (raw, event);
+        }
+    }
+}
+
+async fn post_json(url: &str, body: serde_json::Value, headers: &[(&str, &str)]) -> StatusCode {
+    let mut all = vec![("Content-Type", media::JSON)];
+    all.extend_from_slice(headers);
+    post(url, body.to_string().into_bytes(), &all)
+        .await
+        .status()
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test]
+async fn json_scheduler_and_executor_speak_mesos_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    // Mesos's real interval, to see it on the wire; the first HEARTBEAT is immediate.
+    config.heartbeat_interval = Duration::from_secs(15);
+    let cluster = DevCluster::start(config).await.unwrap();
+    let url = format!("{}/api/v1/scheduler", cluster.master_url());
+    let agent = cluster.agent_urls()[0].clone();
+
+    // No Accept header: the stream is JSON.
+    let subscribe = serde_json::json!({
+        "type": "SUBSCRIBE",
+        "subscribe": {"framework_info": {"user": "nobody", "name": "json-it"}},
+    });
+    let response = post(
+        &url,
+        subscribe.to_string().into_bytes(),
+        &[("Content-Type", media::JSON)],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], media::JSON);
+    let stream_id = response.headers()[STREAM_ID_HEADER]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut events = pump_json(response);
+    let first = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.contains(r#""type":"SUBSCRIBED""#), "{first}");
+    let subscribed: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let subscribed = &subscribed["subscribed"];
+    assert_eq!(
+        subscribed["heartbeat_interval_seconds"].as_f64(),
+        Some(15.0)
+    );
+    let framework_id = subscribed["framework_id"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!framework_id.is_empty());
+    let master_info = &subscribed["master_info"];
+    assert_eq!(master_info["version"], "1.11.0");
+    assert!(master_info["port"].is_u64(), "{master_info}");
+    assert!(master_info.get("heartbeatIntervalSeconds").is_none());
+    let second = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second, r#"{"type":"HEARTBEAT"}"#);
+
+    // OFFERS arrive as JSON with enum names; launch on the first.
+    let (_, offers) = expect_json(&mut events, "OFFERS").await;
+    let offer = &offers["offers"]["offers"][0];
+    let offer_id = offer["id"].clone();
+    let agent_id = offer["agent_id"].clone();
+    let cpus = offer["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|resource| resource["name"] == "cpus")
+        .unwrap();
+    assert_eq!(cpus["type"], "SCALAR");
+    assert_eq!(cpus["scalar"]["value"].as_f64(), Some(2.0));
+    let headers = [(STREAM_ID_HEADER, stream_id.as_str())];
+    let accept = serde_json::json!({
+        "framework_id": {"value": framework_id},
+        "type": "ACCEPT",
+        "accept": {
+            "offer_ids": [offer_id],
+            "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+                "name": "t1",
+                "task_id": {"value": "t1"},
+                "agent_id": agent_id,
+                "resources": [
+                    {"name": "cpus", "type": "SCALAR", "scalar": {"value": "0.5"}},
+                    {"name": "mem", "type": "SCALAR", "scalar": {"value": 64}},
+                ],
+                "executor": {
+                    "executor_id": {"value": "e1"},
+                    "command": {"value": "exec sleep 30"},
+                    "resources": [
+                        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                        {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+                    ],
+                },
+            }]}}],
+            "filters": {"refuse_seconds": 0},
+        },
+    });
+    assert_eq!(
+        post_json(&url, accept, &headers).await,
+        StatusCode::ACCEPTED
+    );
+
+    // The remainder comes back; DECLINE it by JSON for good ("Infinity" as a string).
+    let (_, offers) = expect_json(&mut events, "OFFERS").await;
+    let remainder = offers["offers"]["offers"][0]["id"].clone();
+    assert_ne!(remainder, offer_id);
+    let decline = serde_json::json!({
+        "framework_id": {"value": framework_id},
+        "type": "DECLINE",
+        "decline": {"offer_ids": [remainder], "filters": {"refuse_seconds": "Infinity"}},
+    });
+    assert_eq!(
+        post_json(&url, decline, &headers).await,
+        StatusCode::ACCEPTED
+    );
+
+    // A JSON executor subscribes (JSON stream, asked for explicitly) and gets its task.
+    let executor_url = format!("{agent}/api/v1/executor");
+    let ids = serde_json::json!({
+        "executor_id": {"value": "e1"},
+        "framework_id": {"value": framework_id},
+    });
+    let mut executor_subscribe = ids.clone();
+    executor_subscribe["type"] = "SUBSCRIBE".into();
+    executor_subscribe["subscribe"] = serde_json::json!({});
+    let response = post(
+        &executor_url,
+        executor_subscribe.to_string().into_bytes(),
+        &[("Content-Type", media::JSON), ("Accept", media::JSON)],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], media::JSON);
+    let mut executor_events = pump_json(response);
+    let (_, executor_subscribed) = expect_json(&mut executor_events, "SUBSCRIBED").await;
+    let executor_subscribed = &executor_subscribed["subscribed"];
+    assert_eq!(
+        executor_subscribed["executor_info"]["executor_id"]["value"],
+        "e1"
+    );
+    // CommandInfo.shell has a default and is emitted although the scheduler left it unset.
+    assert_eq!(
+        executor_subscribed["executor_info"]["command"]["shell"],
+        true
+    );
+    assert!(executor_subscribed["container_id"]["value"].is_string());
+    let (_, launch) = expect_json(&mut executor_events, "LAUNCH").await;
+    assert_eq!(launch["launch"]["task"]["task_id"]["value"], "t1");
+
+    // UPDATE with a Base64 uuid; the agent acknowledges it with the same uuid.
+    let uuid = base64(uuid::Uuid::new_v4().as_bytes());
+    let mut update = ids.clone();
+    update["type"] = "UPDATE".into();
+    update["update"] = serde_json::json!({"status": {
+        "task_id": {"value": "t1"},
+        "state": "TASK_RUNNING",
+        "source": "SOURCE_EXECUTOR",
+        "uuid": uuid,
+    }});
+    assert_eq!(
+        post_json(&executor_url, update.clone(), &[]).await,
+        StatusCode::ACCEPTED
+    );
+    let (_, acknowledged) = expect_json(&mut executor_events, "ACKNOWLEDGED").await;
+    assert_eq!(acknowledged["acknowledged"]["uuid"], uuid.as_str());
+    // A status source given as a number is a bad request on the agent too.
+    update["update"]["status"]["source"] = 1.into();
+    assert_eq!(
+        post_json(&executor_url, update, &[]).await,
+        StatusCode::BAD_REQUEST
+    );
+
+    // The scheduler sees the update and ACKNOWLEDGEs it with the Base64 uuid.
+    let (raw, running) = expect_json(&mut events, "UPDATE").await;
+    let status = &running["update"]["status"];
+    assert_eq!(status["state"], "TASK_RUNNING", "{raw}");
+    assert_eq!(status["uuid"], uuid.as_str());
+    assert_eq!(status["agent_id"], agent_id);
+    let acknowledge = serde_json::json!({
+        "framework_id": {"value": framework_id},
+        "type": "ACKNOWLEDGE",
+        "acknowledge": {
+            "agent_id": status["agent_id"],
+            "task_id": status["task_id"],
+            "uuid": status["uuid"],
+        },
+    });
+    assert_eq!(
+        post_json(&url, acknowledge, &headers).await,
+        StatusCode::ACCEPTED
+    );
+    // Acknowledged: no resend; declined for good: no more offers.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1200);
+    while let Ok(Some(raw)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        let event: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_ne!(event["type"], "UPDATE", "{raw}");
+        assert_ne!(event["type"], "OFFERS", "{raw}");
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn json_calls_are_checked_like_mesos_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = DevCluster::start(config(dir.path())).await.unwrap();
+    let url = format!("{}/master/api/v1/scheduler", cluster.master_url());
+    let executor_url = format!("{}/api/v1/executor", cluster.agent_urls()[0]);
+    let info = serde_json::json!({"user": "nobody", "name": "json-it"});
+
+    // camelCase keys are ignored, so the required framework_info is missing.
+    let camel = serde_json::json!({"type": "SUBSCRIBE", "subscribe": {"frameworkInfo": info}});
+    assert_eq!(post_json(&url, camel, &[]).await, StatusCode::BAD_REQUEST);
+    // An enum given as a number.
+    let numeric = serde_json::json!({"type": 1, "subscribe": {"framework_info": info}});
+    assert_eq!(post_json(&url, numeric, &[]).await, StatusCode::BAD_REQUEST);
+    // Invalid JSON, and JSON of the wrong shape.
+    let response = post(
+        &url,
+        b"{\"type\":".to_vec(),
+        &[("Content-Type", media::JSON)],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post_json(&url, serde_json::json!(["SUBSCRIBE"]), &[]).await,
+        StatusCode::BAD_REQUEST
+    );
+    // The content type is compared byte for byte.
+    let valid = serde_json::json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
+    let response = post(
+        &url,
+        valid.to_string().into_bytes(),
+        &[("Content-Type", "application/json; charset=utf-8")],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // A JSON call may still ask for a protobuf stream.
+    let response = post(
+        &url,
+        valid.to_string().into_bytes(),
+        &[("Content-Type", media::JSON), ("Accept", media::PROTOBUF)],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], media::PROTOBUF);
+    let mut events = pump::<scheduler::Event>(response);
+    let first = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.r#type(), scheduler::event::Type::Subscribed);
+    // Neither encoding acceptable.
+    let response = post(
+        &url,
+        valid.to_string().into_bytes(),
+        &[("Content-Type", media::JSON), ("Accept", "text/html")],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::NOT_ACCEPTABLE);
+
+    // The executor API: required IDs missing, and an unknown executor.
+    let heartbeat = serde_json::json!({"type": "HEARTBEAT"});
+    assert_eq!(
+        post_json(&executor_url, heartbeat, &[]).await,
+        StatusCode::BAD_REQUEST
+    );
+    let heartbeat = serde_json::json!({
+        "executor_id": {"value": "e"},
+        "framework_id": {"value": "f"},
+        "type": "HEARTBEAT",
+    });
+    assert_eq!(
+        post_json(&executor_url, heartbeat, &[]).await,
+        StatusCode::ACCEPTED
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn redirect_names_the_single_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = DevCluster::start(config(dir.path())).await.unwrap();
+    let master = cluster.master_url();
+    let authority = master.trim_start_matches("http://").to_string();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in ["/redirect", "/master/redirect"] {
+        let response = client.get(format!("{master}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT, "{path}");
+        assert_eq!(
+            response.headers()["location"],
+            format!("//{authority}").as_str(),
+            "{path}"
+        );
+    }
+    // Every master endpoint also answers under the `/master` prefix.
+    for path in ["/master/version", "/master/health"] {
+        let response = client.get(format!("{master}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    // The agents are not masters.
+    let agent = &cluster.agent_urls()[0];
+    let response = client
+        .get(format!("{agent}/master/redirect"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    cluster.shutdown().await;
 }
