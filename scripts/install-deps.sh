@@ -6,9 +6,10 @@
 #   libclang-dev    bindgen, which every build of the rocksdb crate runs
 #   redis-server    its binaries go into the local Redis test image
 #   busybox-static  a shell and core tools for the local test images
+#   docker-registry a registry on 127.0.0.1 for the executor's image pull tests
 set -euo pipefail
 
-packages=(librocksdb-dev libclang-dev redis-server busybox-static)
+packages=(librocksdb-dev libclang-dev redis-server busybox-static docker-registry)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -18,8 +19,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # The package starts a Redis on 6379; the project needs only its binaries.
-    $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+    # The packages start services; the project needs only their binaries.
+    $sudo systemctl disable --now redis-server docker-registry >/dev/null 2>&1 || true
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then

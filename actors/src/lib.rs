@@ -30,6 +30,7 @@ pub mod actor;
 pub mod domain;
 pub mod error;
 pub mod mesos;
+pub mod telemetry;
 pub mod workload;
 
 pub use error::ActorError;

@@ -329,11 +329,12 @@ impl Executor {
         let (kill, kill_receiver) = watch::channel(None);
         let inbox = self.inbox.clone();
         let docker = self.docker.clone();
+        let sandbox = self.config.sandbox_directory.clone();
         let worker_task_id = task_id.clone();
         tokio::spawn(async move {
             let reporter = inbox.clone();
             let reported_id = worker_task_id.clone();
-            run_task(docker, plan, kill_receiver, move |outcome| {
+            run_task(docker, plan, sandbox, kill_receiver, move |outcome| {
                 let _ = reporter.send(LoopMsg::TaskChanged {
                     task_id: reported_id.clone(),
                     outcome,

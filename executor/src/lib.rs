@@ -4,22 +4,30 @@
 //! per task. The crate owns the executor side of the Mesos v1 executor HTTP API
 //! (subscribe, status updates with their acknowledgement bookkeeping, reconnection
 //! after agent restarts) and a typed Docker Engine API client over the engine's unix
-//! socket, through which it creates, watches, stops and removes the task's container.
+//! socket, through which it pulls the task's image when it is missing, creates,
+//! watches, stops and removes the task's container, adopts a container left running
+//! by an earlier executor of the same task, and copies the container's logs into the
+//! sandbox before removing it. The client also runs commands in containers (exec) and
+//! samples their resource usage (stats) for callers that need them.
 //!
 //! # Layout
 //! - [`config`]: the environment the agent sets (`MESOS_*`, `DOCKER_HOST`), durations.
 //! - [`agent`]: the executor API client (SUBSCRIBE stream, UPDATE, MESSAGE).
-//! - [`docker`]: the Docker Engine client and its request and response types.
+//! - [`docker`]: the Docker Engine client (`client.rs` transport and container
+//!   lifecycle; `pull.rs`, `exec.rs`, `stats.rs`, `logs.rs` one operation each;
+//!   `stream.rs` the incremental decoders of streamed bodies) and its types.
 //! - [`updates`]: unacknowledged status updates and tasks (plain, synchronous).
 //! - [`task`]: the container plan for a task, exit-to-state mapping, and the async
-//!   launch, kill and per-task worker.
+//!   launch (adopt, pull, create, start), kill (save logs, stop, remove) and per-task
+//!   worker.
 //! - [`executor`]: the event loop tying them together.
 //! - `main.rs`: the thin `mesos-stateful-executor` binary.
 //!
 //! # Must not
 //! Depend on the `store`, `actors` or `scheduler` crates (the executor runs on agents,
-//! next to nothing but Docker), pull images (a missing image fails the task), or
-//! panic on anything the agent or the engine sends.
+//! next to nothing but Docker), run registry credential helpers (only the `auths`
+//! entries of the Docker config file are read), create a second container for a task
+//! whose container still runs, or panic on anything the agent or the engine sends.
 
 pub mod agent;
 pub mod config;

@@ -10,11 +10,12 @@ use tokio::sync::oneshot;
 
 use mesos_stateful_actors::actor::{System, SystemConfig};
 use mesos_stateful_actors::domain::launch::ExecutorLaunch;
+use mesos_stateful_actors::telemetry::Metrics;
 use mesos_stateful_actors::workload::Workload;
 use mesos_stateful_devcluster::{AgentConfig, DevClusterConfig, DevClusterThread};
 use mesos_stateful_store::{RocksPersister, StateStore};
 
-use crate::client::{FrameworkSettings, MesosClient};
+use crate::mesos::{FrameworkSettings, MesosClient};
 use crate::error::SchedulerError;
 
 /// Everything the scheduler needs to run.
@@ -59,7 +60,7 @@ impl Scheduler {
         let workload_config = workload.config();
         let settings = FrameworkSettings {
             name: workload_config.framework_name,
-            role: workload_config.role,
+            roles: vec![workload_config.role],
             ..config.framework
         };
         let client = MesosClient::new(&config.master, settings, framework_id.clone())?;
@@ -70,6 +71,7 @@ impl Scheduler {
             SystemConfig {
                 listen: config.listen,
                 executor: config.executor,
+                metrics: Arc::new(Metrics::new()),
             },
         )
         .await?;

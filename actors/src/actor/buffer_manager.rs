@@ -9,6 +9,7 @@
 //! the scheduler starts (members persisted without an agent are re-queued).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -16,6 +17,7 @@ use actix::prelude::*;
 use mesos_stateful_proto::v1;
 
 use crate::domain::offers::LaunchJob;
+use crate::telemetry::{handler_span, MessageName, Metrics, Traced};
 use crate::ActorError;
 
 use super::maintainer::MaintainerMsg;
@@ -35,6 +37,17 @@ pub enum BufferMsg {
     TaskUpdate(Box<v1::TaskStatus>),
 }
 
+impl MessageName for BufferMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            BufferMsg::QueueLaunch(_) => "QueueLaunch",
+            BufferMsg::Launched(_) => "Launched",
+            BufferMsg::CancelInstance(_) => "CancelInstance",
+            BufferMsg::TaskUpdate(_) => "TaskUpdate",
+        }
+    }
+}
+
 /// Reads the queued launch jobs, oldest first, with how long each has waited.
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<(LaunchJob, Duration)>")]
@@ -45,19 +58,27 @@ pub struct PendingJobs;
 pub struct BufferManager {
     /// Queued jobs with the moment each was queued.
     jobs: VecDeque<(LaunchJob, Instant)>,
-    offer_manager: Recipient<OfferMsg>,
-    maintainer: Recipient<MaintainerMsg>,
+    offer_manager: Recipient<Traced<OfferMsg>>,
+    maintainer: Recipient<Traced<MaintainerMsg>>,
     updates_forwarded: u64,
+    metrics: Arc<Metrics>,
 }
+
+pub(crate) const ACTOR: &str = "BufferManager";
 
 impl BufferManager {
     /// A BufferManager feeding `offer_manager` and `maintainer`.
-    pub fn new(offer_manager: Recipient<OfferMsg>, maintainer: Recipient<MaintainerMsg>) -> Self {
+    pub fn new(
+        offer_manager: Recipient<Traced<OfferMsg>>,
+        maintainer: Recipient<Traced<MaintainerMsg>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         BufferManager {
             jobs: VecDeque::new(),
             offer_manager,
             maintainer,
             updates_forwarded: 0,
+            metrics,
         }
     }
 
@@ -75,7 +96,9 @@ impl BufferManager {
             }
         }
         if added {
-            self.offer_manager.do_send(OfferMsg::WorkQueued);
+            self.metrics.sent(super::offer_manager::ACTOR);
+            self.offer_manager
+                .do_send(Traced::new(OfferMsg::WorkQueued));
         }
     }
 
@@ -90,29 +113,46 @@ impl BufferManager {
 
     fn on_task_update(&mut self, status: Box<v1::TaskStatus>) {
         self.updates_forwarded += 1;
-        self.maintainer.do_send(MaintainerMsg::TaskUpdate(status));
+        self.metrics.sent(super::maintainer::ACTOR);
+        self.maintainer
+            .do_send(Traced::new(MaintainerMsg::TaskUpdate(status)));
     }
 }
 
 impl Actor for BufferManager {
     type Context = Context<Self>;
-}
 
-impl Handler<BufferMsg> for BufferManager {
-    type Result = ();
-    fn handle(&mut self, msg: BufferMsg, _: &mut Context<Self>) {
-        match msg {
-            BufferMsg::QueueLaunch(jobs) => self.on_queue_launch(jobs),
-            BufferMsg::Launched(ids) => self.on_launched(ids),
-            BufferMsg::CancelInstance(name) => self.on_cancel_instance(name),
-            BufferMsg::TaskUpdate(status) => self.on_task_update(status),
-        }
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.metrics.started(ACTOR);
     }
 }
 
-impl Handler<PendingJobs> for BufferManager {
-    type Result = MessageResult<PendingJobs>;
-    fn handle(&mut self, _: PendingJobs, _: &mut Context<Self>) -> Self::Result {
+impl Handler<Traced<BufferMsg>> for BufferManager {
+    type Result = ();
+    fn handle(&mut self, msg: Traced<BufferMsg>, _: &mut Context<Self>) {
+        let name = msg.message.name();
+        self.metrics.received(ACTOR, name);
+        let span = handler_span(ACTOR, name, &msg.parent);
+        let _entered = span.enter();
+        let started = Instant::now();
+        match msg.message {
+            BufferMsg::QueueLaunch(jobs) => self.on_queue_launch(jobs),
+            BufferMsg::Launched(ids) => self.on_launched(ids),
+            BufferMsg::CancelInstance(name) => self.on_cancel_instance(name),
+            BufferMsg::TaskUpdate(status) => {
+                span.record("task_id", status.task_id.value.as_str());
+                self.on_task_update(status)
+            }
+        }
+        self.metrics.handled(ACTOR, name, started, false);
+    }
+}
+
+impl Handler<Traced<PendingJobs>> for BufferManager {
+    type Result = MessageResult<Traced<PendingJobs>>;
+    fn handle(&mut self, msg: Traced<PendingJobs>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "PendingJobs");
+        let _entered = handler_span(ACTOR, "PendingJobs", &msg.parent).entered();
         MessageResult(
             self.jobs
                 .iter()
@@ -126,38 +166,44 @@ impl Handler<PendingJobs> for BufferManager {
 #[derive(Debug, Clone)]
 pub struct BufferManagerHandle {
     addr: Addr<BufferManager>,
+    metrics: Arc<Metrics>,
 }
 
 impl BufferManagerHandle {
-    pub(crate) fn new(addr: Addr<BufferManager>) -> Self {
-        BufferManagerHandle { addr }
+    pub(crate) fn new(addr: Addr<BufferManager>, metrics: Arc<Metrics>) -> Self {
+        BufferManagerHandle { addr, metrics }
+    }
+
+    fn tell(&self, msg: BufferMsg) {
+        self.metrics.sent(ACTOR);
+        self.addr.do_send(Traced::new(msg));
     }
 
     /// Queues members for launch.
     pub fn queue_launch(&self, jobs: Vec<LaunchJob>) {
-        self.addr.do_send(BufferMsg::QueueLaunch(jobs));
+        self.tell(BufferMsg::QueueLaunch(jobs));
     }
 
     /// Reports task ids launched.
     pub fn launched(&self, task_ids: Vec<String>) {
-        self.addr.do_send(BufferMsg::Launched(task_ids));
+        self.tell(BufferMsg::Launched(task_ids));
     }
 
     /// Drops the queued jobs of an instance.
     pub fn cancel_instance(&self, instance: &str) {
-        self.addr
-            .do_send(BufferMsg::CancelInstance(instance.to_string()));
+        self.tell(BufferMsg::CancelInstance(instance.to_string()));
     }
 
     /// Hands a status update to the update queue.
     pub fn task_update(&self, status: v1::TaskStatus) {
-        self.addr.do_send(BufferMsg::TaskUpdate(Box::new(status)));
+        self.tell(BufferMsg::TaskUpdate(Box::new(status)));
     }
 
     /// The queued jobs with how long each has waited.
     pub async fn pending(&self) -> Result<Vec<(LaunchJob, Duration)>, ActorError> {
+        self.metrics.sent(ACTOR);
         self.addr
-            .send(PendingJobs)
+            .send(Traced::new(PendingJobs))
             .await
             .map_err(|e| ActorError::mailbox("BufferManager", e))
     }

@@ -15,6 +15,7 @@ use mesos_stateful_store::records::{
 
 use crate::domain::offers::LaunchJob;
 use crate::domain::view::InstanceView;
+use crate::telemetry::{handler_span, Metrics, Traced};
 use crate::workload::Workload;
 use crate::ActorError;
 
@@ -37,7 +38,10 @@ pub struct Creator {
     state: StateManagerHandle,
     buffer: BufferManagerHandle,
     workload: Arc<dyn Workload>,
+    metrics: Arc<Metrics>,
 }
+
+pub(crate) const ACTOR: &str = "Creator";
 
 impl Creator {
     /// A Creator persisting through `state` and queueing on `buffer`.
@@ -45,30 +49,41 @@ impl Creator {
         state: StateManagerHandle,
         buffer: BufferManagerHandle,
         workload: Arc<dyn Workload>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Creator {
             state,
             buffer,
             workload,
+            metrics,
         }
     }
 }
 
 impl Actor for Creator {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.metrics.started(ACTOR);
+    }
 }
 
-impl Handler<CreateInstance> for Creator {
+impl Handler<Traced<CreateInstance>> for Creator {
     type Result = ResponseFuture<Result<InstanceView, ActorError>>;
 
-    fn handle(&mut self, msg: CreateInstance, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Traced<CreateInstance>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "CreateInstance");
+        let span = handler_span(ACTOR, "CreateInstance", &msg.parent);
+        span.record("instance", msg.message.name.as_str());
         let (state, buffer, workload) = (
             self.state.clone(),
             self.buffer.clone(),
             self.workload.clone(),
         );
-        Box::pin(async move {
-            let CreateInstance { name, spec } = msg;
+        let metrics = self.metrics.clone();
+        let started = std::time::Instant::now();
+        let create = async move {
+            let CreateInstance { name, spec } = msg.message;
             let created_at_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -111,7 +126,15 @@ impl Handler<CreateInstance> for Creator {
             let actions = workload.start(&view);
             super::actions::carry_out(&state, &buffer, created, actions).await?;
             Ok(view)
-        })
+        };
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let result = create.await;
+                metrics.handled(ACTOR, "CreateInstance", started, result.is_err());
+                result
+            },
+            span,
+        ))
     }
 }
 
@@ -119,11 +142,12 @@ impl Handler<CreateInstance> for Creator {
 #[derive(Debug, Clone)]
 pub struct CreatorHandle {
     addr: Addr<Creator>,
+    metrics: Arc<Metrics>,
 }
 
 impl CreatorHandle {
-    pub(crate) fn new(addr: Addr<Creator>) -> Self {
-        CreatorHandle { addr }
+    pub(crate) fn new(addr: Addr<Creator>, metrics: Arc<Metrics>) -> Self {
+        CreatorHandle { addr, metrics }
     }
 
     /// Creates an instance; returns once it is durable.
@@ -132,8 +156,9 @@ impl CreatorHandle {
         name: String,
         spec: InstanceSpec,
     ) -> Result<InstanceView, ActorError> {
+        self.metrics.sent(ACTOR);
         self.addr
-            .send(CreateInstance { name, spec })
+            .send(Traced::new(CreateInstance { name, spec }))
             .await
             .map_err(|e| ActorError::mailbox("Creator", e))?
     }

@@ -15,6 +15,7 @@ use mesos_stateful_store::records::InstanceStatus;
 use crate::domain::lifecycle;
 use crate::domain::view::InstanceView;
 use crate::mesos::{calls, MesosCalls};
+use crate::telemetry::{handler_span, MessageName, Metrics, Traced};
 use crate::ActorError;
 
 use super::buffer_manager::BufferManagerHandle;
@@ -30,6 +31,16 @@ pub enum DestroyerMsg {
     /// A task of a DELETING instance became terminal.
     TaskTerminal(String),
 }
+
+impl MessageName for DestroyerMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            DestroyerMsg::TaskTerminal(_) => "TaskTerminal",
+        }
+    }
+}
+
+pub(crate) const ACTOR: &str = "Destroyer";
 
 /// Timers of the Destroyer.
 #[derive(Debug, Message)]
@@ -50,6 +61,7 @@ pub struct Destroyer {
     state: StateManagerHandle,
     buffer: BufferManagerHandle,
     mesos: Arc<dyn MesosCalls>,
+    metrics: Arc<Metrics>,
 }
 
 impl Destroyer {
@@ -58,11 +70,13 @@ impl Destroyer {
         state: StateManagerHandle,
         buffer: BufferManagerHandle,
         mesos: Arc<dyn MesosCalls>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Destroyer {
             state,
             buffer,
             mesos,
+            metrics,
         }
     }
 
@@ -136,17 +150,25 @@ impl Actor for Destroyer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.metrics.started(ACTOR);
         ctx.run_interval(KILL_RETRY_INTERVAL, |_, ctx| {
             ctx.notify(DestroyerTimer::Sweep);
         });
     }
 }
 
-impl Handler<DestroyerMsg> for Destroyer {
+impl Handler<Traced<DestroyerMsg>> for Destroyer {
     type Result = ();
-    fn handle(&mut self, msg: DestroyerMsg, ctx: &mut Context<Self>) {
-        match msg {
-            DestroyerMsg::TaskTerminal(name) => self.on_task_terminal(name, ctx),
+    fn handle(&mut self, msg: Traced<DestroyerMsg>, ctx: &mut Context<Self>) {
+        let name = msg.message.name();
+        self.metrics.received(ACTOR, name);
+        let span = handler_span(ACTOR, name, &msg.parent);
+        let _entered = span.enter();
+        match msg.message {
+            DestroyerMsg::TaskTerminal(instance) => {
+                span.record("instance", instance.as_str());
+                self.on_task_terminal(instance, ctx)
+            }
         }
     }
 }
@@ -160,13 +182,35 @@ impl Handler<DestroyerTimer> for Destroyer {
     }
 }
 
-impl Handler<DeleteInstance> for Destroyer {
+impl Handler<Traced<DeleteInstance>> for Destroyer {
     type Result = ResponseFuture<Result<InstanceView, ActorError>>;
 
-    fn handle(&mut self, msg: DeleteInstance, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Traced<DeleteInstance>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "DeleteInstance");
+        let span = handler_span(ACTOR, "DeleteInstance", &msg.parent);
+        span.record("instance", msg.message.0.as_str());
         let (store, buffer, mesos) = (self.state.clone(), self.buffer.clone(), self.mesos.clone());
-        Box::pin(async move {
-            let name = msg.0;
+        let metrics = self.metrics.clone();
+        let started = std::time::Instant::now();
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let result = Self::delete(store, buffer, mesos, msg.message.0).await;
+                metrics.handled(ACTOR, "DeleteInstance", started, result.is_err());
+                result
+            },
+            span,
+        ))
+    }
+}
+
+impl Destroyer {
+    async fn delete(
+        store: StateManagerHandle,
+        buffer: BufferManagerHandle,
+        mesos: Arc<dyn MesosCalls>,
+        name: String,
+    ) -> Result<InstanceView, ActorError> {
+        {
             let Some(mut state) = store.get(&name).await? else {
                 return Err(ActorError::NotFound(name));
             };
@@ -185,7 +229,7 @@ impl Handler<DeleteInstance> for Destroyer {
                 .await?
                 .ok_or_else(|| ActorError::NotFound(name.clone()))?;
             Ok(state.view())
-        })
+        }
     }
 }
 
@@ -193,17 +237,19 @@ impl Handler<DeleteInstance> for Destroyer {
 #[derive(Debug, Clone)]
 pub struct DestroyerHandle {
     addr: Addr<Destroyer>,
+    metrics: Arc<Metrics>,
 }
 
 impl DestroyerHandle {
-    pub(crate) fn new(addr: Addr<Destroyer>) -> Self {
-        DestroyerHandle { addr }
+    pub(crate) fn new(addr: Addr<Destroyer>, metrics: Arc<Metrics>) -> Self {
+        DestroyerHandle { addr, metrics }
     }
 
     /// Deletes an instance; returns once DELETING is durable.
     pub async fn delete(&self, name: &str) -> Result<InstanceView, ActorError> {
+        self.metrics.sent(ACTOR);
         self.addr
-            .send(DeleteInstance(name.to_string()))
+            .send(Traced::new(DeleteInstance(name.to_string())))
             .await
             .map_err(|e| ActorError::mailbox("Destroyer", e))?
     }

@@ -18,7 +18,13 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use actix_web::dev::{Service, ServiceRequest};
+use tracing::Instrument;
+
 use crate::domain::request::{validate_name, CreateInstanceRequest};
+use crate::telemetry::{Metrics, RequestLabels, StatusLabels};
 use crate::ActorError;
 
 use super::creator::CreatorHandle;
@@ -91,6 +97,8 @@ pub struct ApiHandles {
     pub destroyer: DestroyerHandle,
     /// Reads state.
     pub state: StateManagerHandle,
+    /// The instruments, for `GET /metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Adds the API's routes to an app.
@@ -108,7 +116,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::delete().to(delete_instance))
                 .default_service(web::to(method_not_allowed)),
         )
-        .service(web::resource("/health").route(web::get().to(health)));
+        .service(web::resource("/health").route(web::get().to(health)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
 async fn create_instance(
@@ -192,6 +201,32 @@ async fn delete_instance(
     Ok(HttpResponse::Accepted().json(view))
 }
 
+/// The Prometheus text format, with the instance gauges computed now.
+async fn metrics(handles: web::Data<ApiHandles>) -> Result<HttpResponse, ApiError> {
+    let states = handles.state.list().await?;
+    let gauges = &handles.metrics.instances;
+    for status in ["CREATING", "RUNNING", "DELETING", "DELETED", "FAILED"] {
+        let count = states
+            .iter()
+            .filter(|s| {
+                serde_json::to_value(s.instance.status)
+                    .ok()
+                    .as_ref()
+                    .and_then(|v| v.as_str())
+                    == Some(status)
+            })
+            .count();
+        gauges
+            .get_or_create(&StatusLabels {
+                status: status.to_string(),
+            })
+            .set(count as i64);
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(handles.metrics.encode()))
+}
+
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
@@ -223,9 +258,41 @@ pub struct HttpLib {
 impl HttpLib {
     /// Binds `listen` and starts serving on the current actix system.
     pub fn start_server(listen: SocketAddr, handles: ApiHandles) -> std::io::Result<Addr<HttpLib>> {
+        let metrics = handles.metrics.clone();
         let data = web::Data::new(handles);
         let server = HttpServer::new(move || {
+            let metrics = metrics.clone();
             App::new()
+                .wrap_fn(move |request: ServiceRequest, service| {
+                    // One span per request, the root of the trace of what it causes.
+                    let method = request.method().to_string();
+                    let route = request
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_string());
+                    let span = tracing::info_span!(
+                        "http_request",
+                        otel.name = %format_args!("HttpLib::{method} {route}"),
+                        http.method = %method,
+                        http.route = %route,
+                        http.status = tracing::field::Empty,
+                    );
+                    let metrics = metrics.clone();
+                    let response = service.call(request).instrument(span.clone());
+                    async move {
+                        let response = response.await?;
+                        let status = response.status().as_u16();
+                        span.record("http.status", status);
+                        metrics
+                            .requests
+                            .get_or_create(&RequestLabels {
+                                method,
+                                route,
+                                status: status.to_string(),
+                            })
+                            .inc();
+                        Ok(response)
+                    }
+                })
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .configure(configure)

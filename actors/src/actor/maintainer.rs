@@ -19,6 +19,7 @@ use mesos_stateful_store::records::{InstanceStatus, Role, TaskRecord};
 use crate::domain::lifecycle;
 use crate::domain::view::MemberView;
 use crate::mesos::{calls, MesosCalls};
+use crate::telemetry::{handler_span, observe, MessageName, Metrics, StateLabels, Traced};
 use crate::workload::Workload;
 use crate::ActorError;
 
@@ -34,10 +35,21 @@ pub enum MaintainerMsg {
     TaskUpdate(Box<v1::TaskStatus>),
 }
 
+impl MessageName for MaintainerMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            MaintainerMsg::TaskUpdate(_) => "TaskUpdate",
+        }
+    }
+}
+
+pub(crate) const ACTOR: &str = "Maintainer";
+
 /// The actor.
 #[derive(Debug)]
 pub struct Maintainer {
     worker: Arc<UpdateWorker>,
+    metrics: Arc<Metrics>,
 }
 
 /// Everything handling an update needs, detached from the actor.
@@ -45,9 +57,10 @@ pub struct Maintainer {
 struct UpdateWorker {
     state: StateManagerHandle,
     buffer: BufferManagerHandle,
-    destroyer: Recipient<DestroyerMsg>,
+    destroyer: Recipient<Traced<DestroyerMsg>>,
     mesos: Arc<dyn MesosCalls>,
     workload: Arc<dyn Workload>,
+    metrics: Arc<Metrics>,
 }
 
 impl Maintainer {
@@ -55,9 +68,10 @@ impl Maintainer {
     pub fn new(
         state: StateManagerHandle,
         buffer: BufferManagerHandle,
-        destroyer: Recipient<DestroyerMsg>,
+        destroyer: Recipient<Traced<DestroyerMsg>>,
         mesos: Arc<dyn MesosCalls>,
         workload: Arc<dyn Workload>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Maintainer {
             worker: Arc::new(UpdateWorker {
@@ -66,22 +80,35 @@ impl Maintainer {
                 destroyer,
                 mesos,
                 workload,
+                metrics: metrics.clone(),
             }),
+            metrics,
         }
     }
 
-    fn on_task_update(&mut self, status: Box<v1::TaskStatus>, ctx: &mut Context<Self>) {
+    fn on_task_update(
+        &mut self,
+        status: Box<v1::TaskStatus>,
+        span: tracing::Span,
+        ctx: &mut Context<Self>,
+    ) {
         let worker = self.worker.clone();
-        ctx.wait(
-            async move {
-                let task_id = status.task_id.value.clone();
-                if let Err(error) = worker.apply(*status).await {
+        span.record("task_id", status.task_id.value.as_str());
+        if let Some(agent) = &status.agent_id {
+            span.record("agent_id", agent.value.as_str());
+        }
+        let work = async move {
+            let task_id = status.task_id.value.clone();
+            match worker.apply(*status).await {
+                Ok(()) => false,
+                Err(error) => {
                     // Not acknowledged: Mesos will send the update again.
                     tracing::error!(%task_id, %error, "status update not applied");
+                    true
                 }
             }
-            .into_actor(self),
-        );
+        };
+        ctx.wait(observe(self.metrics.clone(), ACTOR, "TaskUpdate", span, work).into_actor(self));
     }
 }
 
@@ -91,6 +118,12 @@ impl UpdateWorker {
         let state = v1::TaskState::try_from(status.state).unwrap_or(v1::TaskState::TaskUnknown);
         let state_name = lifecycle::state_name(state);
         let agent_id = status.agent_id.as_ref().map(|a| a.value.clone());
+        self.metrics
+            .task_updates
+            .get_or_create(&StateLabels {
+                state: state_name.to_string(),
+            })
+            .inc();
         tracing::info!(%task_id, state = state_name, message = status.message.as_deref().unwrap_or(""), "status update");
 
         let instance = self.state.find_task(&task_id).await?;
@@ -148,8 +181,11 @@ impl UpdateWorker {
                 self.mesos
                     .send(calls::kill(&task_id, updated.agent_id.as_deref()));
             } else {
+                self.metrics.sent(super::destroyer::ACTOR);
                 self.destroyer
-                    .do_send(DestroyerMsg::TaskTerminal(instance_record.name.clone()));
+                    .do_send(Traced::new(DestroyerMsg::TaskTerminal(
+                        instance_record.name.clone(),
+                    )));
             }
             return Ok(());
         }
@@ -193,13 +229,20 @@ impl UpdateWorker {
 
 impl Actor for Maintainer {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.metrics.started(ACTOR);
+    }
 }
 
-impl Handler<MaintainerMsg> for Maintainer {
+impl Handler<Traced<MaintainerMsg>> for Maintainer {
     type Result = ();
-    fn handle(&mut self, msg: MaintainerMsg, ctx: &mut Context<Self>) {
-        match msg {
-            MaintainerMsg::TaskUpdate(status) => self.on_task_update(status, ctx),
+    fn handle(&mut self, msg: Traced<MaintainerMsg>, ctx: &mut Context<Self>) {
+        let name = msg.message.name();
+        self.metrics.received(ACTOR, name);
+        let span = handler_span(ACTOR, name, &msg.parent);
+        match msg.message {
+            MaintainerMsg::TaskUpdate(status) => self.on_task_update(status, span, ctx),
         }
     }
 }

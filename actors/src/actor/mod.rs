@@ -36,6 +36,7 @@ use crate::domain::launch::ExecutorLaunch;
 use crate::domain::lifecycle;
 use crate::domain::offers::LaunchJob;
 use crate::mesos::{calls, MesosCalls};
+use crate::telemetry::Metrics;
 use crate::workload::Workload;
 use crate::ActorError;
 
@@ -54,6 +55,8 @@ pub struct SystemConfig {
     pub listen: SocketAddr,
     /// How tasks get our executor.
     pub executor: ExecutorLaunch,
+    /// Instruments shared by every actor and served on `GET /metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The running actors.
@@ -73,6 +76,8 @@ pub struct System {
     pub http: Addr<HttpLib>,
     /// Where the REST API listens.
     pub api_addr: SocketAddr,
+    /// The instruments.
+    pub metrics: Arc<Metrics>,
     mesos: Arc<dyn MesosCalls>,
 }
 
@@ -84,29 +89,37 @@ impl System {
         workload: Arc<dyn Workload>,
         config: SystemConfig,
     ) -> Result<System, ActorError> {
-        let state_manager = tokio::task::spawn_blocking(move || StateManager::load(store))
-            .await
-            .map_err(|e| ActorError::Unavailable {
-                actor: "StateManager",
-                reason: e.to_string(),
-            })??;
-        let state = StateManagerHandle::new(state_manager.start());
+        let metrics = config.metrics.clone();
+        let loading_metrics = metrics.clone();
+        let state_manager =
+            tokio::task::spawn_blocking(move || StateManager::load(store, loading_metrics))
+                .await
+                .map_err(|e| ActorError::Unavailable {
+                    actor: "StateManager",
+                    reason: e.to_string(),
+                })??;
+        let state = StateManagerHandle::new(state_manager.start(), metrics.clone());
 
         // Contexts first, so actors that feed each other can hold each other's address.
         let buffer_ctx = Context::<BufferManager>::new();
         let offer_ctx = Context::<OfferManager>::new();
         let maintainer_ctx = Context::<Maintainer>::new();
         let destroyer_ctx = Context::<Destroyer>::new();
-        let buffer = BufferManagerHandle::new(buffer_ctx.address());
+        let buffer = BufferManagerHandle::new(buffer_ctx.address(), metrics.clone());
 
-        let destroyer_addr =
-            destroyer_ctx.run(Destroyer::new(state.clone(), buffer.clone(), mesos.clone()));
+        let destroyer_addr = destroyer_ctx.run(Destroyer::new(
+            state.clone(),
+            buffer.clone(),
+            mesos.clone(),
+            metrics.clone(),
+        ));
         let maintainer_addr = maintainer_ctx.run(Maintainer::new(
             state.clone(),
             buffer.clone(),
             destroyer_addr.clone().recipient(),
             mesos.clone(),
             workload.clone(),
+            metrics.clone(),
         ));
         let offer_addr = offer_ctx.run(OfferManager::new(
             buffer.clone(),
@@ -114,14 +127,18 @@ impl System {
             mesos.clone(),
             workload.clone(),
             config.executor.clone(),
+            metrics.clone(),
         ));
         buffer_ctx.run(BufferManager::new(
             offer_addr.clone().recipient(),
             maintainer_addr.recipient(),
+            metrics.clone(),
         ));
-        let creator =
-            CreatorHandle::new(Creator::new(state.clone(), buffer.clone(), workload).start());
-        let destroyer = DestroyerHandle::new(destroyer_addr);
+        let creator = CreatorHandle::new(
+            Creator::new(state.clone(), buffer.clone(), workload, metrics.clone()).start(),
+            metrics.clone(),
+        );
+        let destroyer = DestroyerHandle::new(destroyer_addr, metrics.clone());
 
         let http = HttpLib::start_server(
             config.listen,
@@ -129,6 +146,7 @@ impl System {
                 creator: creator.clone(),
                 destroyer: destroyer.clone(),
                 state: state.clone(),
+                metrics: metrics.clone(),
             },
         )
         .map_err(|e| ActorError::Unavailable {
@@ -145,9 +163,10 @@ impl System {
             destroyer,
             state,
             buffer,
-            offers: OfferManagerHandle::new(offer_addr),
+            offers: OfferManagerHandle::new(offer_addr, metrics.clone()),
             http,
             api_addr,
+            metrics,
             mesos,
         };
         system.requeue_unplaced().await?;
@@ -199,8 +218,18 @@ impl System {
             .r#type
             .and_then(|t| event::Type::try_from(t).ok())
             .unwrap_or(event::Type::Unknown);
+        // Every event starts a trace; the actor spans it causes are its children.
+        let span = tracing::info_span!(
+            "mesos_event",
+            otel.name = %format_args!("Mesos::{}", kind.as_str_name()),
+        );
+        tracing::Instrument::instrument(self.dispatch(kind, event), span).await
+    }
+
+    async fn dispatch(&self, kind: event::Type, event: Event) -> Result<(), ActorError> {
         match kind {
             event::Type::Subscribed => {
+                self.metrics.subscriptions.inc();
                 if let Some(subscribed) = event.subscribed {
                     self.on_subscribed(&subscribed.framework_id.value).await?;
                 }

@@ -22,6 +22,7 @@ use crate::domain::lifecycle;
 use crate::domain::offers::{match_offers, OfferSummary};
 use crate::domain::view::MemberView;
 use crate::mesos::{calls, MesosCalls};
+use crate::telemetry::{handler_span, observe, MessageName, Metrics, Traced};
 use crate::workload::Workload;
 use crate::ActorError;
 
@@ -52,6 +53,18 @@ pub enum OfferMsg {
     WorkQueued,
 }
 
+impl MessageName for OfferMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            OfferMsg::Offers(_) => "Offers",
+            OfferMsg::Rescinded(_) => "Rescinded",
+            OfferMsg::WorkQueued => "WorkQueued",
+        }
+    }
+}
+
+pub(crate) const ACTOR: &str = "OfferManager";
+
 /// The actor.
 #[derive(Debug)]
 pub struct OfferManager {
@@ -63,6 +76,7 @@ pub struct OfferManager {
     framework_name: String,
     /// Agents seen in offers, with when they were last offered.
     known_agents: BTreeMap<String, Instant>,
+    metrics: Arc<Metrics>,
 }
 
 impl OfferManager {
@@ -73,6 +87,7 @@ impl OfferManager {
         mesos: Arc<dyn MesosCalls>,
         workload: Arc<dyn Workload>,
         executor: ExecutorLaunch,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let framework_name = workload.config().framework_name;
         OfferManager {
@@ -83,11 +98,13 @@ impl OfferManager {
             executor,
             framework_name,
             known_agents: BTreeMap::new(),
+            metrics,
         }
     }
 
-    fn on_offers(&mut self, offers: Vec<v1::Offer>, ctx: &mut Context<Self>) {
+    fn on_offers(&mut self, offers: Vec<v1::Offer>, span: tracing::Span, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        self.metrics.offers("received", offers.len());
         for offer in &offers {
             self.known_agents.insert(offer.agent_id.value.clone(), now);
         }
@@ -101,19 +118,23 @@ impl OfferManager {
             workload: self.workload.clone(),
             executor: self.executor.clone(),
             framework_name: self.framework_name.clone(),
+            metrics: self.metrics.clone(),
+            received_at: now,
         };
         let mesos = self.mesos.clone();
+        let metrics = self.metrics.clone();
         let offer_ids: Vec<String> = offers.iter().map(|o| o.id.value.clone()).collect();
-        ctx.wait(
-            async move {
-                if let Err(error) = round.run(offers).await {
-                    // Nothing was accepted: give the offers back so Mesos re-offers them.
-                    tracing::warn!(%error, "offer round failed; declining its offers");
-                    mesos.send(calls::decline(offer_ids, REFUSE_SECONDS_BUSY));
-                }
+        let work = async move {
+            if let Err(error) = round.run(offers).await {
+                // Nothing was accepted: give the offers back so Mesos re-offers them.
+                tracing::warn!(%error, "offer round failed; declining its offers");
+                metrics.offers("declined", offer_ids.len());
+                mesos.send(calls::decline(offer_ids, REFUSE_SECONDS_BUSY));
+                return true;
             }
-            .into_actor(self),
-        );
+            false
+        };
+        ctx.wait(observe(self.metrics.clone(), ACTOR, "Offers", span, work).into_actor(self));
     }
 
     fn on_rescinded(&mut self, offer_id: String) {
@@ -130,6 +151,8 @@ impl OfferManager {
 /// Everything one offer round needs, detached from the actor.
 struct OfferRound {
     known_agents: BTreeSet<String>,
+    metrics: Arc<Metrics>,
+    received_at: Instant,
     buffer: BufferManagerHandle,
     state: StateManagerHandle,
     mesos: Arc<dyn MesosCalls>,
@@ -276,6 +299,12 @@ impl OfferRound {
             self.state.write(Vec::new(), to_write).await?;
         }
         let mut launched = Vec::new();
+        if !tasks_by_offer.is_empty() {
+            self.metrics
+                .offer_to_accept_seconds
+                .observe(self.received_at.elapsed().as_secs_f64());
+        }
+        self.metrics.offers("accepted", tasks_by_offer.len());
         for (offer_id, tasks) in tasks_by_offer {
             launched.extend(tasks.iter().map(|t| t.task_id.value.clone()));
             for task in &tasks {
@@ -287,8 +316,10 @@ impl OfferRound {
                 REFUSE_SECONDS_BUSY,
             ));
         }
+        self.metrics.launches.inc_by(launched.len() as u64);
         self.buffer.launched(launched);
         if !outcome.unused_offers.is_empty() {
+            self.metrics.offers("declined", outcome.unused_offers.len());
             self.mesos
                 .send(calls::decline(outcome.unused_offers, REFUSE_SECONDS_BUSY));
         }
@@ -308,15 +339,32 @@ fn allocation_of(offer: &v1::Offer) -> Option<v1::resource::AllocationInfo> {
 
 impl Actor for OfferManager {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.metrics.started(ACTOR);
+    }
 }
 
-impl Handler<OfferMsg> for OfferManager {
+impl Handler<Traced<OfferMsg>> for OfferManager {
     type Result = ();
-    fn handle(&mut self, msg: OfferMsg, ctx: &mut Context<Self>) {
-        match msg {
-            OfferMsg::Offers(offers) => self.on_offers(offers, ctx),
-            OfferMsg::Rescinded(id) => self.on_rescinded(id),
-            OfferMsg::WorkQueued => self.on_work_queued(),
+    fn handle(&mut self, msg: Traced<OfferMsg>, ctx: &mut Context<Self>) {
+        let name = msg.message.name();
+        self.metrics.received(ACTOR, name);
+        let span = handler_span(ACTOR, name, &msg.parent);
+        match msg.message {
+            // Timed by the round itself, which outlives this call.
+            OfferMsg::Offers(offers) => self.on_offers(offers, span, ctx),
+            OfferMsg::Rescinded(id) => {
+                let _entered = span.entered();
+                self.metrics.offers("rescinded", 1);
+                self.on_rescinded(id)
+            }
+            OfferMsg::WorkQueued => {
+                let started = Instant::now();
+                let _entered = span.entered();
+                self.on_work_queued();
+                self.metrics.handled(ACTOR, name, started, false);
+            }
         }
     }
 }
@@ -325,20 +373,24 @@ impl Handler<OfferMsg> for OfferManager {
 #[derive(Debug, Clone)]
 pub struct OfferManagerHandle {
     addr: Addr<OfferManager>,
+    metrics: Arc<Metrics>,
 }
 
 impl OfferManagerHandle {
-    pub(crate) fn new(addr: Addr<OfferManager>) -> Self {
-        OfferManagerHandle { addr }
+    pub(crate) fn new(addr: Addr<OfferManager>, metrics: Arc<Metrics>) -> Self {
+        OfferManagerHandle { addr, metrics }
     }
 
     /// Hands offers over.
     pub fn offers(&self, offers: Vec<v1::Offer>) {
-        self.addr.do_send(OfferMsg::Offers(offers));
+        self.metrics.sent(ACTOR);
+        self.addr.do_send(Traced::new(OfferMsg::Offers(offers)));
     }
 
     /// Reports a rescinded offer.
     pub fn rescinded(&self, offer_id: String) {
-        self.addr.do_send(OfferMsg::Rescinded(offer_id));
+        self.metrics.sent(ACTOR);
+        self.addr
+            .do_send(Traced::new(OfferMsg::Rescinded(offer_id)));
     }
 }

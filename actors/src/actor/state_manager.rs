@@ -9,6 +9,8 @@
 //! A restart of this actor loses nothing: the cache is rebuilt from the store.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 
@@ -17,6 +19,7 @@ use mesos_stateful_store::{Changes, StateStore, StoreError};
 
 use crate::domain::lifecycle;
 use crate::domain::view::InstanceView;
+use crate::telemetry::{handler_span, Metrics, Traced};
 use crate::ActorError;
 
 /// One instance and its members' task records, ordered by ordinal.
@@ -49,16 +52,23 @@ pub struct StateManager {
     /// Task id → (instance, ordinal), for routing status updates.
     task_index: BTreeMap<String, (String, u32)>,
     framework_id: Option<String>,
+    metrics: Arc<Metrics>,
 }
+
+pub(crate) const ACTOR: &str = "StateManager";
 
 impl Actor for StateManager {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.metrics.started(ACTOR);
+    }
 }
 
 impl StateManager {
     /// Loads the cache from `store`. Runs on the caller's thread: call it from a
     /// blocking context before the actor system starts.
-    pub fn load(store: StateStore) -> Result<Self, StoreError> {
+    pub fn load(store: StateStore, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let mut instances: BTreeMap<String, InstanceState> = store
             .load_instances()?
             .into_iter()
@@ -85,6 +95,7 @@ impl StateManager {
             instances,
             task_index,
             framework_id,
+            metrics,
         })
     }
 
@@ -174,39 +185,52 @@ pub struct SetFrameworkId(pub String);
 #[rtype(result = "Option<String>")]
 pub struct GetFrameworkId;
 
-impl Handler<GetInstance> for StateManager {
+impl Handler<Traced<GetInstance>> for StateManager {
     type Result = Option<InstanceState>;
-    fn handle(&mut self, msg: GetInstance, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, traced: Traced<GetInstance>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "GetInstance");
+        let _entered = handler_span(ACTOR, "GetInstance", &traced.parent).entered();
+        let msg = traced.message;
         self.instances.get(&msg.0).cloned()
     }
 }
 
-impl Handler<ListInstances> for StateManager {
-    type Result = MessageResult<ListInstances>;
-    fn handle(&mut self, _: ListInstances, _: &mut Context<Self>) -> Self::Result {
+impl Handler<Traced<ListInstances>> for StateManager {
+    type Result = MessageResult<Traced<ListInstances>>;
+    fn handle(&mut self, traced: Traced<ListInstances>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "ListInstances");
+        let _entered = handler_span(ACTOR, "ListInstances", &traced.parent).entered();
         MessageResult(self.instances.values().cloned().collect())
     }
 }
 
-impl Handler<FindTask> for StateManager {
+impl Handler<Traced<FindTask>> for StateManager {
     type Result = Option<InstanceState>;
-    fn handle(&mut self, msg: FindTask, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, traced: Traced<FindTask>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "FindTask");
+        let _entered = handler_span(ACTOR, "FindTask", &traced.parent).entered();
+        let msg = traced.message;
         let (instance, _) = self.task_index.get(&msg.0)?;
         self.instances.get(instance).cloned()
     }
 }
 
-impl Handler<GetFrameworkId> for StateManager {
+impl Handler<Traced<GetFrameworkId>> for StateManager {
     type Result = Option<String>;
-    fn handle(&mut self, _: GetFrameworkId, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, traced: Traced<GetFrameworkId>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "GetFrameworkId");
+        let _entered = handler_span(ACTOR, "GetFrameworkId", &traced.parent).entered();
         self.framework_id.clone()
     }
 }
 
-impl Handler<CreateInstance> for StateManager {
+impl Handler<Traced<CreateInstance>> for StateManager {
     type Result = AtomicResponse<Self, Result<InstanceState, ActorError>>;
 
-    fn handle(&mut self, msg: CreateInstance, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, traced: Traced<CreateInstance>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "CreateInstance");
+        let _entered = handler_span(ACTOR, "CreateInstance", &traced.parent).entered();
+        let msg = traced.message;
         let CreateInstance {
             mut instance,
             mut tasks,
@@ -222,20 +246,31 @@ impl Handler<CreateInstance> for StateManager {
             task.version = 1;
         }
         let store = self.store.clone();
+        let metrics = self.metrics.clone();
         let (written_instance, written_tasks) = (instance.clone(), tasks.clone());
         let write = async move {
-            tokio::task::spawn_blocking(move || store.create_instance(&instance, &tasks))
-                .await
-                .map_err(|e| ActorError::Unavailable {
-                    actor: "StateManager",
-                    reason: e.to_string(),
-                })?
-                .map_err(|e| match e {
-                    StoreError::AlreadyExists { .. } => {
-                        ActorError::AlreadyExists(written_instance_name(&e))
-                    }
-                    other => ActorError::Store(other),
-                })
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let result = store.create_instance(&instance, &tasks);
+                metrics
+                    .store_write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics
+                    .store_batch_records
+                    .observe((1 + tasks.len()) as f64);
+                result
+            })
+            .await
+            .map_err(|e| ActorError::Unavailable {
+                actor: "StateManager",
+                reason: e.to_string(),
+            })?
+            .map_err(|e| match e {
+                StoreError::AlreadyExists { .. } => {
+                    ActorError::AlreadyExists(written_instance_name(&e))
+                }
+                other => ActorError::Store(other),
+            })
         };
         AtomicResponse::new(Box::pin(write.into_actor(self).map(
             move |result, actor, _| {
@@ -259,10 +294,13 @@ fn written_instance_name(error: &StoreError) -> String {
     }
 }
 
-impl Handler<Write> for StateManager {
+impl Handler<Traced<Write>> for StateManager {
     type Result = AtomicResponse<Self, Result<(), ActorError>>;
 
-    fn handle(&mut self, msg: Write, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, traced: Traced<Write>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "Write");
+        let _entered = handler_span(ACTOR, "Write", &traced.parent).entered();
+        let msg = traced.message;
         let Write {
             mut instances,
             mut tasks,
@@ -276,14 +314,23 @@ impl Handler<Write> for StateManager {
             changes.put_task(task.clone());
         }
         let store = self.store.clone();
+        let metrics = self.metrics.clone();
         let write = async move {
-            tokio::task::spawn_blocking(move || store.write(&changes))
-                .await
-                .map_err(|e| ActorError::Unavailable {
-                    actor: "StateManager",
-                    reason: e.to_string(),
-                })?
-                .map_err(ActorError::Store)
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let result = store.write(&changes);
+                metrics
+                    .store_write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.store_batch_records.observe(changes.len() as f64);
+                result
+            })
+            .await
+            .map_err(|e| ActorError::Unavailable {
+                actor: "StateManager",
+                reason: e.to_string(),
+            })?
+            .map_err(ActorError::Store)
         };
         AtomicResponse::new(Box::pin(write.into_actor(self).map(
             move |result, actor, _| {
@@ -295,10 +342,13 @@ impl Handler<Write> for StateManager {
     }
 }
 
-impl Handler<SetFrameworkId> for StateManager {
+impl Handler<Traced<SetFrameworkId>> for StateManager {
     type Result = AtomicResponse<Self, Result<(), ActorError>>;
 
-    fn handle(&mut self, msg: SetFrameworkId, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, traced: Traced<SetFrameworkId>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "SetFrameworkId");
+        let _entered = handler_span(ACTOR, "SetFrameworkId", &traced.parent).entered();
+        let msg = traced.message;
         let store = self.store.clone();
         let id = msg.0.clone();
         let write = async move {
@@ -324,33 +374,37 @@ impl Handler<SetFrameworkId> for StateManager {
 #[derive(Debug, Clone)]
 pub struct StateManagerHandle {
     addr: Addr<StateManager>,
+    metrics: Arc<Metrics>,
 }
 
 impl StateManagerHandle {
-    pub(crate) fn new(addr: Addr<StateManager>) -> Self {
-        StateManagerHandle { addr }
+    pub(crate) fn new(addr: Addr<StateManager>, metrics: Arc<Metrics>) -> Self {
+        StateManagerHandle { addr, metrics }
     }
 
     /// One instance.
     pub async fn get(&self, name: &str) -> Result<Option<InstanceState>, ActorError> {
+        self.metrics.sent(ACTOR);
         self.addr
-            .send(GetInstance(name.to_string()))
+            .send(Traced::new(GetInstance(name.to_string())))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))
     }
 
     /// Every instance.
     pub async fn list(&self) -> Result<Vec<InstanceState>, ActorError> {
+        self.metrics.sent(ACTOR);
         self.addr
-            .send(ListInstances)
+            .send(Traced::new(ListInstances))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))
     }
 
     /// The instance owning `task_id`.
     pub async fn find_task(&self, task_id: &str) -> Result<Option<InstanceState>, ActorError> {
+        self.metrics.sent(ACTOR);
         self.addr
-            .send(FindTask(task_id.to_string()))
+            .send(Traced::new(FindTask(task_id.to_string())))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))
     }
@@ -361,8 +415,9 @@ impl StateManagerHandle {
         instance: InstanceRecord,
         tasks: Vec<TaskRecord>,
     ) -> Result<InstanceState, ActorError> {
+        self.metrics.sent(ACTOR);
         self.addr
-            .send(CreateInstance { instance, tasks })
+            .send(Traced::new(CreateInstance { instance, tasks }))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))?
     }
@@ -373,24 +428,27 @@ impl StateManagerHandle {
         instances: Vec<InstanceRecord>,
         tasks: Vec<TaskRecord>,
     ) -> Result<(), ActorError> {
+        self.metrics.sent(ACTOR);
         self.addr
-            .send(Write { instances, tasks })
+            .send(Traced::new(Write { instances, tasks }))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))?
     }
 
     /// Persists the framework id.
     pub async fn set_framework_id(&self, id: &str) -> Result<(), ActorError> {
+        self.metrics.sent(ACTOR);
         self.addr
-            .send(SetFrameworkId(id.to_string()))
+            .send(Traced::new(SetFrameworkId(id.to_string())))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))?
     }
 
     /// The persisted framework id.
     pub async fn framework_id(&self) -> Result<Option<String>, ActorError> {
+        self.metrics.sent(ACTOR);
         self.addr
-            .send(GetFrameworkId)
+            .send(Traced::new(GetFrameworkId))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))
     }

@@ -16,6 +16,7 @@ use mesos_stateful_actors::actor::{System, SystemConfig};
 use mesos_stateful_actors::domain::launch::{substitute, ContainerPlan, ExecutorLaunch};
 use mesos_stateful_actors::domain::view::{InstanceView, MemberView};
 use mesos_stateful_actors::mesos::RecordingMesos;
+use mesos_stateful_actors::telemetry::Metrics;
 use mesos_stateful_actors::workload::Workload;
 use mesos_stateful_proto::stateful::ContainerSpec;
 use mesos_stateful_proto::v1;
@@ -85,6 +86,7 @@ async fn start(mesos: &RecordingMesos, store: StateStore) -> System {
         SystemConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             executor: ExecutorLaunch::default(),
+            metrics: Arc::new(Metrics::new()),
         },
     )
     .await
@@ -434,6 +436,7 @@ async fn rest_api_answers_and_refuses_bad_requests() {
                 creator: system.creator.clone(),
                 destroyer: system.destroyer.clone(),
                 state: system.state.clone(),
+                metrics: system.metrics.clone(),
             }))
             .configure(configure),
     )

@@ -94,9 +94,9 @@ pub struct DockerClient {
 }
 
 /// A status and a fully read body.
-struct Answer {
-    status: StatusCode,
-    body: Bytes,
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) body: Bytes,
 }
 
 impl DockerClient {
@@ -380,7 +380,7 @@ impl DockerClient {
     }
 
     /// Sends one request on a fresh connection and reads the whole answer.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -388,6 +388,54 @@ impl DockerClient {
         body: Option<(Bytes, &'static str)>,
         timeout: Option<Duration>,
     ) -> Result<Answer, DockerError> {
+        let exchange = async {
+            let response = self
+                .open(method.clone(), path, versioned, body, &[])
+                .await?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|err| DockerError::InvalidResponse {
+                    method: method.to_string(),
+                    path: path.to_owned(),
+                    reason: format!("cannot read body: {err}"),
+                })?
+                .to_bytes();
+            Ok(Answer { status, body })
+        };
+        match timeout {
+            None => exchange.await,
+            Some(limit) => tokio::time::timeout(limit, exchange)
+                .await
+                .map_err(|_| timeout_error(&method, path, limit))?,
+        }
+    }
+
+    /// Sends one request on a fresh connection and returns the answer as soon as its
+    /// head arrived (within the request timeout), leaving the body to be streamed.
+    pub(super) async fn stream(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &'static str)>,
+        headers: &[(&'static str, String)],
+    ) -> Result<hyper::Response<Incoming>, DockerError> {
+        let limit = self.request_timeout;
+        tokio::time::timeout(limit, self.open(method.clone(), path, true, body, headers))
+            .await
+            .map_err(|_| timeout_error(&method, path, limit))?
+    }
+
+    /// Connects and sends the request; the answer's body is not read yet.
+    async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        versioned: bool,
+        body: Option<(Bytes, &'static str)>,
+        headers: &[(&'static str, String)],
+    ) -> Result<hyper::Response<Incoming>, DockerError> {
         let uri = if versioned {
             format!("/v{}{}", self.version, path)
         } else {
@@ -401,13 +449,13 @@ impl DockerClient {
             .method(method.clone())
             .uri(&uri)
             .header(HOST, host_header);
-        let body = match body {
-            Some((bytes, content_type)) => {
-                builder = builder.header(CONTENT_TYPE, content_type);
-                bytes
-            }
-            None => Bytes::new(),
-        };
+        if let Some((_, content_type)) = &body {
+            builder = builder.header(CONTENT_TYPE, *content_type);
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, value.as_str());
+        }
+        let body = body.map(|(bytes, _)| bytes).unwrap_or_default();
         let request = builder
             .body(Full::new(body))
             .map_err(|err| DockerError::InvalidRequest {
@@ -415,19 +463,12 @@ impl DockerClient {
                 path: path.to_owned(),
                 reason: err.to_string(),
             })?;
-        let exchange = self.exchange(request, method.as_str(), path);
-        match timeout {
-            None => exchange.await,
-            Some(limit) => {
-                tokio::time::timeout(limit, exchange)
-                    .await
-                    .map_err(|_| DockerError::Timeout {
-                        method: method.to_string(),
-                        path: path.to_owned(),
-                        seconds: limit.as_secs(),
-                    })?
-            }
-        }
+        self.exchange(request, method.as_str(), path).await
+    }
+
+    /// The time allowed for ordinary requests.
+    pub(super) fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     async fn exchange(
@@ -435,7 +476,7 @@ impl DockerClient {
         request: Request<Full<Bytes>>,
         method: &str,
         path: &str,
-    ) -> Result<Answer, DockerError> {
+    ) -> Result<hyper::Response<Incoming>, DockerError> {
         let http_error = |source| DockerError::Http {
             method: method.to_owned(),
             path: path.to_owned(),
@@ -445,7 +486,7 @@ impl DockerClient {
             host: self.host.to_string(),
             source,
         };
-        let response = match &self.host {
+        match &self.host {
             DockerHost::Unix(socket) => {
                 let stream = tokio::net::UnixStream::connect(socket)
                     .await
@@ -459,19 +500,70 @@ impl DockerClient {
                 send_on(TokioIo::new(stream), request).await
             }
         }
-        .map_err(http_error)?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|err| DockerError::InvalidResponse {
-                method: method.to_owned(),
-                path: path.to_owned(),
-                reason: format!("cannot read body: {err}"),
-            })?
-            .to_bytes();
-        Ok(Answer { status, body })
+        .map_err(http_error)
     }
+}
+
+fn timeout_error(method: &Method, path: &str, limit: Duration) -> DockerError {
+    DockerError::Timeout {
+        method: method.to_string(),
+        path: path.to_owned(),
+        seconds: limit.as_secs(),
+    }
+}
+
+/// Reads the next data chunk of a streamed body: `None` at its end. `idle` bounds the
+/// wait for one chunk (`None` waits for ever).
+pub(super) async fn next_chunk(
+    body: &mut Incoming,
+    idle: Option<Duration>,
+    method: &str,
+    path: &str,
+) -> Result<Option<Bytes>, DockerError> {
+    loop {
+        let frame = match idle {
+            None => body.frame().await,
+            Some(limit) => tokio::time::timeout(limit, body.frame())
+                .await
+                .map_err(|_| DockerError::Timeout {
+                    method: method.to_owned(),
+                    path: path.to_owned(),
+                    seconds: limit.as_secs(),
+                })?,
+        };
+        match frame {
+            None => return Ok(None),
+            Some(Err(err)) => {
+                return Err(DockerError::InvalidResponse {
+                    method: method.to_owned(),
+                    path: path.to_owned(),
+                    reason: format!("cannot read body: {err}"),
+                })
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+/// Reads a whole (small) body after an unexpected status, for the error message.
+pub(super) async fn read_error_body(
+    response: hyper::Response<Incoming>,
+    method: &str,
+    path: &str,
+) -> DockerError {
+    let status = response.status();
+    let body = match Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    engine_error(&Answer { status, body }, method, path)
 }
 
 /// Runs one HTTP/1.1 exchange on `io`; the connection ends with the response body.
@@ -492,7 +584,7 @@ where
 }
 
 /// Accepts the answer if its status is one of `expected`.
-fn expect(
+pub(super) fn expect(
     answer: Answer,
     expected: &[StatusCode],
     method: &str,
@@ -506,7 +598,7 @@ fn expect(
 }
 
 /// The error for an unexpected answer, quoting the engine's `message` if it sent one.
-fn engine_error(answer: &Answer, method: &str, path: &str) -> DockerError {
+pub(super) fn engine_error(answer: &Answer, method: &str, path: &str) -> DockerError {
     let message = match serde_json::from_slice::<EngineMessage>(&answer.body) {
         Ok(engine) => engine.message,
         Err(_) => {
@@ -527,7 +619,11 @@ fn engine_error(answer: &Answer, method: &str, path: &str) -> DockerError {
     }
 }
 
-fn decode<T: DeserializeOwned>(answer: Answer, method: &str, path: &str) -> Result<T, DockerError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    answer: Answer,
+    method: &str,
+    path: &str,
+) -> Result<T, DockerError> {
     serde_json::from_slice(&answer.body).map_err(|err| DockerError::InvalidResponse {
         method: method.to_owned(),
         path: path.to_owned(),
@@ -536,7 +632,7 @@ fn decode<T: DeserializeOwned>(answer: Answer, method: &str, path: &str) -> Resu
 }
 
 /// Percent-encodes `text` for a URI, leaving unreserved characters and `keep` as they are.
-fn encode(text: &str, keep: &[u8]) -> String {
+pub(super) fn encode(text: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || keep.contains(&byte) {
@@ -551,7 +647,7 @@ fn encode(text: &str, keep: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::HostConfig;
+    use crate::docker::{HostConfig, ImageReference, ProgressDetail, RegistryAuth};
     use std::convert::Infallible;
     use std::path::PathBuf;
     use std::sync::{Arc, Mutex};
@@ -565,6 +661,7 @@ mod tests {
         uri: String,
         host: Option<String>,
         content_type: Option<String>,
+        registry_auth: Option<String>,
         body: Bytes,
     }
 
@@ -611,6 +708,8 @@ mod tests {
                                     };
                                     let host = header(HOST);
                                     let content_type = header(CONTENT_TYPE);
+                                    let registry_auth =
+                                        header(http::HeaderName::from_static("x-registry-auth"));
                                     let method = request.method().to_string();
                                     let uri = request.uri().to_string();
                                     let body =
@@ -620,6 +719,7 @@ mod tests {
                                         uri,
                                         host,
                                         content_type,
+                                        registry_auth,
                                         body,
                                     };
                                     let (status, body) = responder(&seen);
@@ -999,5 +1099,278 @@ mod tests {
                 .with_request_timeout(Duration::from_millis(100));
         let err = client.inspect_container("c1").await.unwrap_err();
         assert!(matches!(err, DockerError::Timeout { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn pull_streams_progress_and_sends_credentials() {
+        let engine = FakeEngine::start(|_| {
+            (
+                200,
+                concat!(
+                    "{\"status\":\"Pulling from team/img\",\"id\":\"1\"}\r\n",
+                    "{\"status\":\"Downloading\",\"progressDetail\":{\"current\":5,\"total\":10},\"id\":\"l1\"}\r\n",
+                    "{\"status\":\"Status: Downloaded newer image for 127.0.0.1:5000/team/img:1\"}"
+                )
+                .into(),
+            )
+        });
+        let reference = ImageReference::parse("127.0.0.1:5000/team/img:1").unwrap();
+        let auth = RegistryAuth {
+            username: "u".into(),
+            password: "p".into(),
+            identitytoken: String::new(),
+            serveraddress: "127.0.0.1:5000".into(),
+        };
+        let mut seen = Vec::new();
+        engine
+            .client()
+            .pull_image(&reference, Some(&auth), |progress| {
+                seen.push(progress.clone())
+            })
+            .await
+            .unwrap();
+        let statuses: Vec<_> = seen.iter().filter_map(|p| p.status.clone()).collect();
+        assert_eq!(
+            statuses,
+            [
+                "Pulling from team/img",
+                "Downloading",
+                "Status: Downloaded newer image for 127.0.0.1:5000/team/img:1"
+            ]
+        );
+        assert_eq!(
+            seen[1].detail,
+            Some(ProgressDetail {
+                current: Some(5),
+                total: Some(10)
+            })
+        );
+        let request = &engine.requests()[0];
+        assert_eq!(request.method, "POST");
+        assert_eq!(
+            request.uri,
+            "/v1.41/images/create?fromImage=127.0.0.1%3A5000%2Fteam%2Fimg&tag=1"
+        );
+        assert_eq!(request.registry_auth, Some(auth.header_value()));
+
+        // Anonymous pulls send no credentials; digests go in `tag`.
+        let digest = format!("img@sha256:{}", "ab".repeat(32));
+        engine
+            .client()
+            .pull_image(&ImageReference::parse(&digest).unwrap(), None, |_| {})
+            .await
+            .unwrap();
+        let request = &engine.requests()[1];
+        assert_eq!(request.registry_auth, None);
+        assert_eq!(
+            request.uri,
+            format!(
+                "/v1.41/images/create?fromImage=img&tag=sha256%3A{}",
+                "ab".repeat(32)
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn pull_errors_in_the_stream_and_refusals_carry_the_message() {
+        let engine = FakeEngine::start(|request| {
+            if request.uri.contains("refused") {
+                (
+                    404,
+                    r#"{"message":"pull access denied for refused"}"#.into(),
+                )
+            } else {
+                (
+                    200,
+                    concat!(
+                        "{\"status\":\"Pulling from missing\"}\n",
+                        "{\"errorDetail\":{\"message\":\"manifest for missing:1 not found: manifest unknown\"},\"error\":\"old\"}\n",
+                        "{\"status\":\"never seen\"}\n"
+                    )
+                    .into(),
+                )
+            }
+        });
+        let mut seen = 0;
+        let err = engine
+            .client()
+            .pull_image(&ImageReference::parse("missing:1").unwrap(), None, |_| {
+                seen += 1
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(seen, 1);
+        assert_eq!(
+            err.to_string(),
+            "docker image pull of missing:1 failed: manifest for missing:1 not found: manifest unknown"
+        );
+        let err = engine
+            .client()
+            .pull_image(&ImageReference::parse("refused").unwrap(), None, |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "docker image pull of refused failed: pull access denied for refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn truncated_pull_streams_are_errors() {
+        let reference = ImageReference::parse("img:1").unwrap();
+        // The stream ends (cleanly, by chunked encoding) inside a JSON object.
+        let (_dir, client) = raw_engine(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n19\r\n{\"status\":\"Downloading\"}\n\r\nb\r\n{\"status\":\"\r\n0\r\n\r\n",
+        );
+        let mut seen = 0;
+        let err = client
+            .pull_image(&reference, None, |_| seen += 1)
+            .await
+            .unwrap_err();
+        assert_eq!(seen, 1);
+        assert!(
+            err.to_string()
+                .contains("pull stream ended inside a message"),
+            "{err}"
+        );
+        // The connection closes in the middle of a chunk.
+        let (_dir, client) = raw_engine(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n{\"status\":\"Down",
+        );
+        let err = client
+            .pull_image(&reference, None, |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DockerError::InvalidResponse { .. }), "{err}");
+        // A line that is not JSON.
+        let (_dir, client) = raw_engine(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ngarbage\n");
+        let err = client
+            .pull_image(&reference, None, |_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("undecodable progress message"),
+            "{err}"
+        );
+    }
+
+    fn frame(stream: u8, payload: &str) -> Vec<u8> {
+        let mut bytes = vec![stream, 0, 0, 0];
+        bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(payload.as_bytes());
+        bytes
+    }
+
+    #[tokio::test]
+    async fn exec_collects_output_and_exit_code() {
+        let engine = FakeEngine::start(|request| match request.uri.as_str() {
+            "/v1.41/containers/c1/exec" => (201, r#"{"Id":"e1"}"#.into()),
+            "/v1.41/exec/e1/start" => {
+                let mut body = frame(1, "out ");
+                body.extend(frame(2, "err"));
+                body.extend(frame(1, "put"));
+                (200, String::from_utf8(body).unwrap())
+            }
+            "/v1.41/exec/e1/json" => (200, r#"{"Running":false,"ExitCode":7}"#.into()),
+            _ => (404, r#"{"message":"no"}"#.into()),
+        });
+        let client = engine.client();
+        let result = client
+            .exec("c1", &["sh".into(), "-c".into(), "x".into()])
+            .await
+            .unwrap();
+        assert_eq!(result.exit_code, 7);
+        assert_eq!(&result.stdout[..], b"out put");
+        assert_eq!(&result.stderr[..], b"err");
+        assert!(!result.truncated);
+        let requests = engine.requests();
+        let create: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+        assert_eq!(
+            create,
+            serde_json::json!({"AttachStdout": true, "AttachStderr": true, "Cmd": ["sh", "-c", "x"]})
+        );
+        let start: serde_json::Value = serde_json::from_slice(&requests[1].body).unwrap();
+        assert_eq!(start, serde_json::json!({"Detach": false, "Tty": false}));
+        // The output limit drops the rest and says so.
+        let exec_id = client.exec_create("c1", &["true".into()]).await.unwrap();
+        let (stdout, stderr, truncated) = client.exec_start(&exec_id, 4).await.unwrap();
+        assert_eq!(
+            (&stdout[..], &stderr[..], truncated),
+            (&b"out "[..], &b"err"[..], true)
+        );
+        let err = client.exec("nope", &["true".into()]).await.unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn logs_are_demultiplexed_into_files() {
+        let engine = FakeEngine::start(|request| {
+            if request.uri.starts_with("/v1.41/containers/c1/logs") {
+                let mut body = frame(1, "line 1\n");
+                body.extend(frame(2, "warning\n"));
+                body.extend(frame(1, "line 2\n"));
+                (200, String::from_utf8(body).unwrap())
+            } else if request.uri.starts_with("/v1.41/containers/cut/logs") {
+                let body = frame(1, "line 1\n");
+                (200, String::from_utf8(body[..10].to_vec()).unwrap())
+            } else {
+                (404, r#"{"message":"No such container"}"#.into())
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (stdout, stderr) = (dir.path().join("out"), dir.path().join("err"));
+        let copied = engine
+            .client()
+            .copy_logs("c1", &stdout, &stderr)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&stdout).unwrap(),
+            "line 1\nline 2\n"
+        );
+        assert_eq!(std::fs::read_to_string(&stderr).unwrap(), "warning\n");
+        assert_eq!((copied.stdout_bytes, copied.stderr_bytes), (14, 8));
+        assert_eq!(
+            engine.requests()[0].uri,
+            "/v1.41/containers/c1/logs?stdout=true&stderr=true"
+        );
+        let err = engine
+            .client()
+            .copy_logs("cut", &stdout, &stderr)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DockerError::Demux { .. }), "{err}");
+        let err = engine
+            .client()
+            .copy_logs("gone", &stdout, &stderr)
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stats_ask_for_one_shot_samples() {
+        let engine = FakeEngine::start(|_| {
+            (
+                200,
+                r#"{"read":"t","cpu_stats":{"cpu_usage":{"total_usage":10},"system_cpu_usage":100,"online_cpus":2},"memory_stats":{"usage":50,"stats":{"cache":20}}}"#.into(),
+            )
+        });
+        let sample = engine.client().container_stats("c1").await.unwrap();
+        assert_eq!(sample.cpu_total_usage, 10);
+        assert_eq!(sample.memory_usage, Some(30));
+        assert_eq!(
+            engine.requests()[0].uri,
+            "/v1.41/containers/c1/stats?stream=false&one-shot=true"
+        );
+        let old = DockerClient::with_api_version(
+            DockerHost::Unix(engine.socket.clone()),
+            ApiVersion::new(1, 40),
+        );
+        old.container_stats("c1").await.unwrap();
+        assert_eq!(
+            engine.requests()[1].uri,
+            "/v1.40/containers/c1/stats?stream=false"
+        );
     }
 }

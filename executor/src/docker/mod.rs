@@ -4,8 +4,17 @@
 //! `DOCKER_HOST` says so), one connection per request, negotiates the API version
 //! once with `GET /version`, and turns every answer into a typed value or a
 //! [`DockerError`]: a garbled or unexpected answer is an error, never a panic.
+//!
+//! Streamed answers (image pull progress, exec output, logs) are decoded as they
+//! arrive by the incremental decoders of [`stream`], so that an error reported inside
+//! a 200 stream or a stream cut in the middle of a message is an error too.
 
 mod client;
+mod exec;
+mod logs;
+mod pull;
+mod stats;
+pub mod stream;
 mod types;
 
 use std::path::PathBuf;
@@ -14,6 +23,14 @@ pub use client::{
     negotiate_api_version, ApiVersion, DockerClient, DEFAULT_REQUEST_TIMEOUT, MAX_API_VERSION,
     MIN_API_VERSION,
 };
+pub use exec::{ExecInspect, ExecResult, MAX_EXEC_OUTPUT};
+pub use logs::LogsCopied;
+pub use pull::{
+    docker_config_path, load_registry_auth, parse_pull_line, registry_auth_from_config,
+    ImageReference, ProgressDetail, PullMessage, PullProgress, ReferenceError, RegistryAuth,
+    DEFAULT_REGISTRY,
+};
+pub use stats::{cpu_percent, StatsSample};
 pub use types::{
     ContainerInspect, ContainerState, ContainerSummary, CreateContainer, CreatedContainer,
     HostConfig, RemoveOptions, VersionInfo, WaitCondition, WaitError, WaitResponse,
@@ -142,6 +159,30 @@ pub enum DockerError {
         engine_min: ApiVersion,
         /// The newest version the engine speaks.
         engine_max: ApiVersion,
+    },
+    /// An image pull was refused, or reported an error inside its stream.
+    #[error("docker image pull of {reference} failed: {message}")]
+    Pull {
+        /// The image being pulled.
+        reference: String,
+        /// The registry's or engine's message.
+        message: String,
+    },
+    /// A multiplexed output stream (logs, exec) could not be decoded.
+    #[error("invalid output stream from {path}: {source}")]
+    Demux {
+        /// The request path.
+        path: String,
+        /// What was wrong with it.
+        source: stream::DemuxError,
+    },
+    /// Writing container output to a file failed.
+    #[error("cannot write container output to {path}: {source}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// The underlying failure.
+        source: std::io::Error,
     },
     /// An image import (`POST /images/create`) reported an error inside its stream.
     #[error("docker image import of {reference} failed: {message}")]

@@ -1,8 +1,10 @@
-//! Stopping a task's container and removing it, and watching it until it exits.
+//! Stopping a task's container and removing it (after saving its logs into the
+//! sandbox), and watching it until it exits.
 
+use std::path::Path;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::ExitObservation;
 use crate::docker::{ContainerInspect, DockerClient, DockerError, RemoveOptions, WaitCondition};
@@ -19,9 +21,20 @@ pub struct StopReport {
     pub problem: Option<String>,
 }
 
-/// Stops the container (signal, then SIGKILL after `grace`) and removes it with its
-/// anonymous volumes. A container that is already gone counts as stopped.
-pub async fn stop_and_remove(docker: &DockerClient, id: &str, grace: Duration) -> StopReport {
+/// The file in the sandbox receiving the container's standard output.
+pub const STDOUT_FILE: &str = "container.stdout";
+/// The file in the sandbox receiving the container's standard error.
+pub const STDERR_FILE: &str = "container.stderr";
+
+/// Stops the container (signal, then SIGKILL after `grace`), saves its logs into
+/// `sandbox` when there is one, and removes it with its anonymous volumes. A
+/// container that is already gone counts as stopped.
+pub async fn stop_and_remove(
+    docker: &DockerClient,
+    id: &str,
+    grace: Duration,
+    sandbox: Option<&Path>,
+) -> StopReport {
     let mut report = StopReport::default();
     if let Err(err) = docker.stop_container(id, grace).await {
         if !err.is_not_found() {
@@ -34,14 +47,34 @@ pub async fn stop_and_remove(docker: &DockerClient, id: &str, grace: Duration) -
         Err(err) if err.is_not_found() => return report,
         Err(err) => warn!(container = %id, error = %err, "cannot inspect a stopped container"),
     }
-    if let Err(problem) = remove(docker, id).await {
+    if let Err(problem) = remove(docker, id, sandbox).await {
         report.problem = Some(problem);
     }
     report
 }
 
-/// Removes an exited container; a container already gone is fine.
-pub async fn remove(docker: &DockerClient, id: &str) -> Result<(), String> {
+/// Copies the logs of container `id` to [`STDOUT_FILE`] and [`STDERR_FILE`] in
+/// `sandbox`. A failure is logged and does not stop the removal.
+pub async fn save_logs(docker: &DockerClient, id: &str, sandbox: &Path) {
+    let stdout = sandbox.join(STDOUT_FILE);
+    let stderr = sandbox.join(STDERR_FILE);
+    match docker.copy_logs(id, &stdout, &stderr).await {
+        Ok(copied) => debug!(
+            container = %id,
+            stdout_bytes = copied.stdout_bytes,
+            stderr_bytes = copied.stderr_bytes,
+            "container logs saved to the sandbox"
+        ),
+        Err(err) => warn!(container = %id, error = %err, "cannot save the container's logs"),
+    }
+}
+
+/// Removes a stopped container, after saving its logs into `sandbox` when there is
+/// one; a container already gone is fine.
+pub async fn remove(docker: &DockerClient, id: &str, sandbox: Option<&Path>) -> Result<(), String> {
+    if let Some(sandbox) = sandbox {
+        save_logs(docker, id, sandbox).await;
+    }
     let options = RemoveOptions {
         force: true,
         volumes: true,

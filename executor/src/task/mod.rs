@@ -3,13 +3,17 @@
 //! The pure part lives here: the container plan (name, image, command, environment,
 //! labels, limits) computed from a `TaskInfo` and its [`ContainerSpec`], the kill grace
 //! period, and the mapping of a container's exit to a Mesos task state. The async
-//! part is in [`launch`] (image check, create, start), [`kill`] (stop and remove)
-//! and [`worker`] (one task's whole life, reporting states to the event loop).
+//! part is in [`launch`] (adoption, image check and pull, create, start), [`kill`]
+//! (save logs, stop and remove) and [`worker`] (one task's whole life, reporting
+//! states to the event loop).
 //!
-//! A task's container is created only by [`launch::launch`]; it is removed by
-//! [`kill::stop_and_remove`] (kill requests, shutdown, lost agent), by the worker
-//! after the container exits on its own, and by `launch` itself when a stale
-//! container holds the name or the start fails.
+//! A task's container is created only by [`launch::launch`], and only when no
+//! running container carries the task's id and framework labels: such a container
+//! (left by an executor that was killed) is adopted and watched instead. It is
+//! removed by [`kill::stop_and_remove`] (kill requests, shutdown, lost agent), by the
+//! worker after the container exits on its own (both save its logs into the sandbox
+//! first), and by `launch` itself when a stopped container of the task exists, a
+//! stale container holds the name, or the start fails.
 
 pub mod kill;
 pub mod launch;
@@ -83,6 +87,10 @@ pub struct Owner {
 /// The container to run for a task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerPlan {
+    /// The task's id (also in the container's labels).
+    pub task_id: String,
+    /// The framework's id (also in the container's labels).
+    pub framework_id: String,
     /// The Docker container name.
     pub name: String,
     /// The image reference (also in `create`).
@@ -217,7 +225,9 @@ pub fn plan_container(task: &TaskInfo, owner: &Owner) -> Result<ContainerPlan, P
         },
     };
     Ok(ContainerPlan {
+        framework_id: owner.framework_id.clone(),
         name: container_name(&task_id),
+        task_id,
         image: spec.image,
         create,
     })

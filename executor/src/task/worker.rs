@@ -5,6 +5,7 @@
 //! through a callback and ends right after reporting a terminal state; a kill request
 //! arrives as a grace period on a `watch` channel whose sender the loop keeps.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use tokio::sync::{watch, OnceCell};
 use tracing::warn;
 
 use super::kill::{remove, stop_and_remove, watch_exit};
-use super::launch::launch;
+use super::launch::{launch, Launched};
 use super::{exit_outcome, ContainerPlan, Outcome, PlanError};
 use crate::docker::{DockerClient, DockerError, DockerHost};
 
@@ -54,10 +55,12 @@ impl LazyDocker {
 }
 
 /// Runs one task to its end. `kill` carries `Some(grace)` once the task must stop;
-/// `report` receives every state in order, the last one terminal.
+/// `report` receives every state in order, the last one terminal. The container's
+/// logs are copied into `sandbox` (when given) before it is removed.
 pub async fn run_task(
     docker: LazyDocker,
     plan: Result<ContainerPlan, PlanError>,
+    sandbox: Option<PathBuf>,
     mut kill: watch::Receiver<Option<Duration>>,
     report: impl Fn(Outcome),
 ) {
@@ -92,8 +95,9 @@ pub async fn run_task(
             return;
         }
     };
-    let id = match launch(&docker, &plan).await {
-        Ok(id) => id,
+    let sandbox = sandbox.as_deref();
+    let Launched { id, adopted } = match launch(&docker, &plan).await {
+        Ok(launched) => launched,
         Err(outcome) => {
             report(outcome);
             return;
@@ -101,7 +105,7 @@ pub async fn run_task(
     };
     let pending_kill = *kill.borrow();
     if let Some(grace) = pending_kill {
-        let stopped = stop_and_remove(&docker, &id, grace).await;
+        let stopped = stop_and_remove(&docker, &id, grace, sandbox).await;
         let mut outcome = killed_during_launch();
         if let Some(problem) = stopped.problem {
             outcome.message = format!("{}; {problem}", outcome.message);
@@ -112,14 +116,18 @@ pub async fn run_task(
     report(Outcome {
         state: TaskState::TaskRunning,
         reason: None,
-        message: format!("container {} running as {id}", plan.name),
+        message: if adopted {
+            format!("container {} running as {id} (adopted)", plan.name)
+        } else {
+            format!("container {} running as {id}", plan.name)
+        },
     });
 
     tokio::select! {
         exit = watch_exit(&docker, &id) => match exit {
             Ok(exit) => {
                 let outcome = exit_outcome(&exit, false);
-                if let Err(problem) = remove(&docker, &id).await {
+                if let Err(problem) = remove(&docker, &id, sandbox).await {
                     warn!(container = %plan.name, %problem, "exited container left behind");
                 }
                 report(outcome);
@@ -131,7 +139,7 @@ pub async fn run_task(
             }),
         },
         grace = kill_requested(&mut kill) => {
-            let stopped = stop_and_remove(&docker, &id, grace).await;
+            let stopped = stop_and_remove(&docker, &id, grace, sandbox).await;
             let mut outcome = exit_outcome(&stopped.exit.unwrap_or_default(), true);
             if let Some(problem) = stopped.problem {
                 outcome.message = format!("{}; {problem}", outcome.message);

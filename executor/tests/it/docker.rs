@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mesos_stateful_executor::docker::{
-    CreateContainer, DockerClient, HostConfig, RemoveOptions, WaitCondition, MAX_API_VERSION,
-    MIN_API_VERSION,
+    cpu_percent, CreateContainer, DockerClient, DockerError, HostConfig, ImageReference,
+    RemoveOptions, WaitCondition, MAX_API_VERSION, MIN_API_VERSION,
 };
 
-use crate::support::{docker, ensure_test_image, remove_labelled, unique, TEST_IMAGE, TEST_LABEL};
+use crate::support::{
+    docker, ensure_test_image, remove_labelled, unique, Registry, TEST_IMAGE, TEST_LABEL,
+};
 
 fn container(cmd: &[&str], run: &str) -> CreateContainer {
     CreateContainer {
@@ -229,4 +231,132 @@ async fn garbage_import_is_an_error() {
         ),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn image_is_pulled_from_a_local_registry() {
+    let docker = docker().await;
+    ensure_test_image(&docker).await;
+    let registry = Registry::start().await;
+    let reference = registry
+        .push(&docker, TEST_IMAGE, "mesos-stateful-it/pulled")
+        .await;
+
+    let mut statuses = Vec::new();
+    let pulled = docker
+        .pull_image(&ImageReference::parse(&reference).unwrap(), None, |p| {
+            statuses.extend(p.status.clone())
+        })
+        .await;
+    let present = docker.image_exists(&reference).await.unwrap();
+    let _ = docker.remove_image(&reference, false).await;
+    pulled.unwrap();
+    assert!(present);
+    assert!(
+        statuses
+            .last()
+            .is_some_and(|s| s.starts_with("Status: ") && s.contains(&reference)),
+        "{statuses:?}"
+    );
+
+    let unknown = format!("{}/mesos-stateful-it/unknown:1", registry.address);
+    let err = docker
+        .pull_image(&ImageReference::parse(&unknown).unwrap(), None, |_| {})
+        .await
+        .unwrap_err();
+    match &err {
+        DockerError::Pull { reference, message } => {
+            assert_eq!(reference, &unknown);
+            assert!(message.contains("manifest unknown"), "{message}");
+        }
+        other => panic!("expected a pull error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn exec_runs_a_command_and_reports_its_exit_code_and_output() {
+    with_run(|docker, run| async move {
+        let created = docker
+            .create_container(
+                &unique("mesos-stateful-it"),
+                &container(&["sleep", "30"], &run),
+            )
+            .await
+            .unwrap();
+        docker.start_container(&created.id).await.unwrap();
+        let cmd = |script: &str| vec!["sh".to_string(), "-c".into(), script.into()];
+        let result = docker
+            .exec(&created.id, &cmd("echo out; echo err >&2; exit 4"))
+            .await
+            .unwrap();
+        assert_eq!(result.exit_code, 4);
+        assert_eq!(&result.stdout[..], b"out\n");
+        assert_eq!(&result.stderr[..], b"err\n");
+        assert!(!result.truncated);
+        let result = docker.exec(&created.id, &cmd("true")).await.unwrap();
+        assert_eq!(result.exit_code, 0);
+        assert!(result.stdout.is_empty() && result.stderr.is_empty());
+        let err = docker
+            .exec("mesos-stateful-it-no-such", &cmd("true"))
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stats_show_a_busy_container_using_cpu() {
+    with_run(|docker, run| async move {
+        let created = docker
+            .create_container(
+                &unique("mesos-stateful-it"),
+                &container(&["sh", "-c", "while :; do :; done"], &run),
+            )
+            .await
+            .unwrap();
+        docker.start_container(&created.id).await.unwrap();
+        let first = docker.container_stats(&created.id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let second = docker.container_stats(&created.id).await.unwrap();
+        let percent = cpu_percent(&first, &second).expect("samples are comparable");
+        // The container spins but may use half a CPU; allow for scheduling noise
+        // without letting it reach a whole CPU.
+        assert!(percent > 5.0 && percent < 100.0, "cpu {percent}%");
+        assert!(second.online_cpus >= 1);
+        assert!(second.memory_usage.is_some_and(|used| used > 0));
+        assert!(second
+            .memory_limit
+            .is_some_and(|limit| limit == 64 * 1024 * 1024));
+        assert!(second.pids.is_some_and(|pids| pids >= 1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn logs_of_an_exited_container_are_copied_by_stream() {
+    with_run(|docker, run| async move {
+        let created = docker
+            .create_container(
+                &unique("mesos-stateful-it"),
+                &container(&["sh", "-c", "echo one; echo two >&2; echo three"], &run),
+            )
+            .await
+            .unwrap();
+        docker.start_container(&created.id).await.unwrap();
+        docker
+            .wait_container(&created.id, WaitCondition::NotRunning)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (stdout, stderr) = (dir.path().join("out"), dir.path().join("err"));
+        let copied = docker
+            .copy_logs(&created.id, &stdout, &stderr)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&stdout).unwrap(), "one\nthree\n");
+        assert_eq!(std::fs::read_to_string(&stderr).unwrap(), "two\n");
+        assert_eq!((copied.stdout_bytes, copied.stderr_bytes), (10, 4));
+    })
+    .await;
 }

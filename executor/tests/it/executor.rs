@@ -4,8 +4,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mesos_stateful_executor::config::{ExecutorId, FrameworkId};
-use mesos_stateful_executor::docker::DockerHost;
-use mesos_stateful_executor::task::{container_name, LABEL_EXECUTOR_ID};
+use std::collections::BTreeMap;
+
+use mesos_stateful_executor::docker::{CreateContainer, DockerHost, WaitCondition};
+use mesos_stateful_executor::task::{
+    container_name, LABEL_EXECUTOR_ID, LABEL_FRAMEWORK_ID, LABEL_TASK_ID,
+};
 use mesos_stateful_executor::{run, Config, Error, ExitReason};
 use mesos_stateful_proto::stateful::ContainerSpec;
 use mesos_stateful_proto::v1::executor::{event, Event};
@@ -14,8 +18,8 @@ use mesos_stateful_proto::Message;
 use tokio::task::JoinHandle;
 
 use crate::support::{
-    acknowledged, docker, ensure_test_image, remove_labelled, unique, FakeAgent, TEST_IMAGE,
-    TEST_LABEL,
+    acknowledged, docker, ensure_test_image, remove_labelled, unique, FakeAgent, Registry,
+    TEST_IMAGE, TEST_LABEL,
 };
 
 /// An executor running against a fake agent.
@@ -27,6 +31,11 @@ struct Run {
 
 impl Run {
     async fn start(checkpoint: bool) -> Run {
+        Run::start_in(checkpoint, None).await
+    }
+
+    /// Starts an executor whose sandbox is `sandbox`.
+    async fn start_in(checkpoint: bool, sandbox: Option<std::path::PathBuf>) -> Run {
         ensure_test_image(&docker().await).await;
         let agent = FakeAgent::start().await;
         let executor_id = unique("ex");
@@ -34,7 +43,7 @@ impl Run {
             framework_id: FrameworkId("fw-it".into()),
             executor_id: ExecutorId(executor_id.clone()),
             agent_endpoint: agent.endpoint.clone(),
-            sandbox_directory: None,
+            sandbox_directory: sandbox,
             checkpoint,
             shutdown_grace_period: Duration::from_secs(2),
             recovery_timeout: Duration::from_secs(20),
@@ -180,27 +189,227 @@ async fn failing_container_reports_its_exit_code() {
 }
 
 #[tokio::test]
-async fn missing_image_fails_the_task_without_pulling() {
+async fn missing_image_is_pulled_from_its_registry() {
+    let docker = docker().await;
+    ensure_test_image(&docker).await;
+    let registry = Registry::start().await;
+    let image = registry
+        .push(&docker, TEST_IMAGE, "mesos-stateful-it/launched")
+        .await;
     let run = Run::start(false).await;
     let task = unique("task");
-    run.agent.send(launch(
-        &task,
-        Some(&spec("mesos-stateful-it/absent:1", &["true"])),
-    ));
+    run.agent
+        .send(launch(&task, Some(&spec(&image, &["sh", "-c", "exit 0"]))));
+    let agent = run.agent.clone();
+    let result = run.finish().await;
+    let _ = docker.remove_image(&image, true).await;
+    assert_eq!(result.unwrap(), ExitReason::TasksFinished);
+    assert_eq!(
+        agent.states(),
+        [
+            TaskState::TaskStarting,
+            TaskState::TaskRunning,
+            TaskState::TaskFinished
+        ]
+    );
+}
+
+#[tokio::test]
+async fn unknown_image_fails_the_task_with_the_registry_message() {
+    let registry = Registry::start().await;
+    let image = format!("{}/mesos-stateful-it/absent:1", registry.address);
+    let run = Run::start(false).await;
+    let task = unique("task");
+    run.agent
+        .send(launch(&task, Some(&spec(&image, &["true"]))));
     let agent = run.agent.clone();
     assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
     assert_eq!(
         agent.states(),
         [TaskState::TaskStarting, TaskState::TaskFailed]
     );
-    assert_eq!(
-        agent.updates()[1].message.as_deref(),
-        Some("image mesos-stateful-it/absent:1 not found locally")
+    let failed = &agent.updates()[1];
+    let message = failed.message.as_deref().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "cannot pull image {image}: docker image pull of {image} failed: "
+        )) && message.contains("manifest unknown"),
+        "{message}"
     );
     assert_eq!(
-        agent.updates()[1].reason,
+        failed.reason,
         Some(v1::task_status::Reason::ContainerLaunchFailed as i32)
     );
+}
+
+#[tokio::test]
+async fn container_logs_are_saved_in_the_sandbox() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let run = Run::start_in(false, Some(sandbox.path().to_owned())).await;
+    let task = unique("task");
+    run.agent.send(launch(
+        &task,
+        Some(&spec(
+            TEST_IMAGE,
+            &["sh", "-c", "echo hello; echo oops >&2; exit 2"],
+        )),
+    ));
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+    assert_eq!(agent.states().last(), Some(&TaskState::TaskFailed));
+    let read = |name: &str| std::fs::read_to_string(sandbox.path().join(name)).unwrap();
+    assert_eq!(read("container.stdout"), "hello\n");
+    assert_eq!(read("container.stderr"), "oops\n");
+}
+
+#[tokio::test]
+async fn killed_task_logs_are_saved_in_the_sandbox() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let run = Run::start_in(false, Some(sandbox.path().to_owned())).await;
+    let task = unique("task");
+    run.agent.send(launch(
+        &task,
+        Some(&spec(
+            TEST_IMAGE,
+            &["sh", "-c", "echo started; exec sleep 30"],
+        )),
+    ));
+    run.agent.wait_for_state(TaskState::TaskRunning).await;
+    run.agent.send(kill(&task, Duration::ZERO));
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+    assert_eq!(agent.states().last(), Some(&TaskState::TaskKilled));
+    let stdout = std::fs::read_to_string(sandbox.path().join("container.stdout")).unwrap();
+    assert_eq!(stdout, "started\n");
+}
+
+#[tokio::test]
+async fn stopped_container_of_the_task_is_replaced() {
+    let docker = docker().await;
+    ensure_test_image(&docker).await;
+    let run = Run::start(false).await;
+    let task = unique("task");
+    // A container an earlier executor left behind for the same task, exited.
+    let stale = docker
+        .create_container(
+            &unique("mesos-stateful-it-stale"),
+            &CreateContainer {
+                image: TEST_IMAGE.into(),
+                cmd: Some(vec!["true".into()]),
+                labels: BTreeMap::from([
+                    (LABEL_TASK_ID.to_string(), task.clone()),
+                    (LABEL_FRAMEWORK_ID.to_string(), "fw-it".to_string()),
+                    (LABEL_EXECUTOR_ID.to_string(), run.executor_id.clone()),
+                    (TEST_LABEL.to_string(), "executor".to_string()),
+                ]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    docker.start_container(&stale.id).await.unwrap();
+    docker
+        .wait_container(&stale.id, WaitCondition::NotRunning)
+        .await
+        .unwrap();
+
+    run.agent
+        .send(launch(&task, Some(&spec(TEST_IMAGE, &["sleep", "30"]))));
+    run.agent.wait_for_state(TaskState::TaskRunning).await;
+    let running = docker
+        .list_containers(true, &[format!("{LABEL_TASK_ID}={task}")])
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_ne!(running[0].id, stale.id);
+    assert_eq!(running[0].state, "running");
+    run.agent.send(kill(&task, Duration::ZERO));
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+}
+
+/// Starts the executor binary against `agent` as executor `executor_id`.
+fn spawn_executor(agent: &FakeAgent, executor_id: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_mesos-stateful-executor"))
+        .env_clear()
+        .env("MESOS_FRAMEWORK_ID", "fw-it")
+        .env("MESOS_EXECUTOR_ID", executor_id)
+        .env("MESOS_SLAVE_PID", format!("slave(1)@{}", agent.endpoint))
+        .env("MESOS_CHECKPOINT", "1")
+        .env("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "2secs")
+        .env("RUST_LOG", "debug")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn restarted_executor_adopts_the_running_container() {
+    let docker = docker().await;
+    ensure_test_image(&docker).await;
+    let agent = FakeAgent::start().await;
+    let executor_id = unique("ex");
+    let task = unique("task");
+    let task_filter = [format!("{LABEL_TASK_ID}={task}")];
+
+    let mut first = spawn_executor(&agent, &executor_id);
+    agent
+        .wait_until(Duration::from_secs(10), |agent| {
+            agent.subscribes().len() == 1
+        })
+        .await;
+    agent.send(launch(&task, Some(&spec(TEST_IMAGE, &["sleep", "60"]))));
+    agent.wait_for_state(TaskState::TaskRunning).await;
+    let before = docker.list_containers(true, &task_filter).await.unwrap();
+    // SIGKILL: the executor gets no chance to stop its container.
+    first.kill().await.unwrap();
+
+    let mut second = spawn_executor(&agent, &executor_id);
+    agent
+        .wait_until(Duration::from_secs(10), |agent| {
+            agent.subscribes().len() == 2
+        })
+        .await;
+    // The agent hands the task to the new executor again.
+    agent.send(launch(&task, Some(&spec(TEST_IMAGE, &["sleep", "60"]))));
+    agent
+        .wait_until(Duration::from_secs(30), |agent| {
+            agent
+                .states()
+                .iter()
+                .filter(|state| **state == TaskState::TaskRunning)
+                .count()
+                == 2
+        })
+        .await;
+    let after = docker.list_containers(true, &task_filter).await.unwrap();
+    agent.send(kill(&task, Duration::ZERO));
+    let status = tokio::time::timeout(Duration::from_secs(30), second.wait())
+        .await
+        .expect("executor did not exit")
+        .unwrap();
+    let left = docker.list_containers(true, &task_filter).await.unwrap();
+    remove_labelled(&docker, LABEL_EXECUTOR_ID, &executor_id).await;
+
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].id, before[0].id);
+    assert_eq!(after[0].state, "running");
+    let adopted = agent
+        .updates()
+        .into_iter()
+        .rev()
+        .find(|u| u.state == TaskState::TaskRunning as i32)
+        .unwrap();
+    assert!(
+        adopted
+            .message
+            .as_deref()
+            .is_some_and(|m| m.ends_with("(adopted)")),
+        "{adopted:?}"
+    );
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(agent.states().last(), Some(&TaskState::TaskKilled));
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test]

@@ -333,3 +333,90 @@ pub fn acknowledged(status: &TaskStatus) -> Event {
         ..Default::default()
     }
 }
+
+/// A `docker-registry` process serving on a free loopback port, with its storage in
+/// a temporary directory; the process is killed when this is dropped.
+pub struct Registry {
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts a registry and waits until it accepts connections.
+    pub async fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry must be installed");
+        let registry = Registry {
+            address,
+            child,
+            _dir: dir,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(&registry.address)
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "registry did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        registry
+    }
+
+    /// Tags the local image `source` as `<registry>/<repository>:<tag>`, pushes it
+    /// with the docker CLI, removes the local tag, and returns the reference.
+    pub async fn push(&self, docker: &DockerClient, source: &str, repository: &str) -> String {
+        let reference = format!("{}/{repository}:{}", self.address, unique("t"));
+        docker_cli(&["tag", source, &reference]).await;
+        docker_cli(&["push", &reference]).await;
+        docker.remove_image(&reference, false).await.unwrap();
+        assert!(!docker.image_exists(&reference).await.unwrap());
+        reference
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the docker CLI and fails the test if it fails.
+pub async fn docker_cli(args: &[&str]) {
+    let output = tokio::process::Command::new("docker")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

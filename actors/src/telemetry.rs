@@ -1,0 +1,365 @@
+//! Cross-cutting observability of the actors: the trace context carried in every
+//! message, the span of each handled message, and the Prometheus instruments.
+//!
+//! Every message travels in a [`Traced`] envelope that captures the sender's current
+//! span, so the handler's span (named `Actor::Message`) is its child and one trace
+//! runs from the HTTP request or the Mesos event through every actor it reaches.
+//! [`Metrics`] holds the instruments; `GET /metrics` encodes them in the Prometheus
+//! text format.
+
+use std::future::Future;
+use std::time::Instant;
+
+use actix::Message;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tracing::{Instrument, Span};
+
+/// A message with the span of whoever sent it.
+#[derive(Debug)]
+pub struct Traced<M> {
+    /// The message.
+    pub message: M,
+    /// The sender's span: the parent of the handler's span.
+    pub parent: Span,
+}
+
+impl<M> Traced<M> {
+    /// Wraps `message` with the current span as its parent.
+    pub fn new(message: M) -> Self {
+        Traced {
+            message,
+            parent: Span::current(),
+        }
+    }
+}
+
+impl<M: Message> Message for Traced<M>
+where
+    M::Result: 'static,
+{
+    type Result = M::Result;
+}
+
+/// The name a message has in spans and metrics (`Offers`, `TaskUpdate` …).
+pub trait MessageName {
+    /// The message's name.
+    fn name(&self) -> &'static str;
+}
+
+/// The span of one handled message: `Actor::Message`, child of the sender's span.
+pub fn handler_span(actor: &'static str, message: &'static str, parent: &Span) -> Span {
+    let span = tracing::info_span!(
+        parent: parent,
+        "handle",
+        otel.name = %format_args!("{actor}::{message}"),
+        actor,
+        message,
+        instance = tracing::field::Empty,
+        member = tracing::field::Empty,
+        task_id = tracing::field::Empty,
+        offer_id = tracing::field::Empty,
+        agent_id = tracing::field::Empty,
+    );
+    span
+}
+
+/// Labels naming an actor's message.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    /// Actor that handled it.
+    pub actor: String,
+    /// Message name.
+    pub message: String,
+}
+
+/// Labels naming an actor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActorLabels {
+    /// The actor.
+    pub actor: String,
+}
+
+/// Labels of offer outcomes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OfferLabels {
+    /// `received`, `accepted`, `declined` or `rescinded`.
+    pub outcome: String,
+}
+
+/// Labels of task states.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// Mesos task state name.
+    pub state: String,
+}
+
+/// Labels of instance statuses.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// Instance status.
+    pub status: String,
+}
+
+/// Labels of REST requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method.
+    pub method: String,
+    /// Route pattern (`/v1/instances/{name}`), never the raw path.
+    pub route: String,
+    /// Status code.
+    pub status: String,
+}
+
+/// Every instrument of the scheduler. Cheap to share (`Arc`); instruments are
+/// lock-free, only encoding takes the registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Messages handled, by actor and message.
+    pub messages: Family<MessageLabels, Counter>,
+    /// Time from the start of a handler to the end of its work, seconds.
+    pub handler_seconds: Family<MessageLabels, Histogram>,
+    /// Handlers that ended in an error.
+    pub errors: Family<MessageLabels, Counter>,
+    /// Messages sent to an actor and not yet picked up.
+    pub mailbox_depth: Family<ActorLabels, Gauge>,
+    /// Actor starts (more than one per actor means restarts).
+    pub starts: Family<ActorLabels, Counter>,
+    /// Offers by outcome.
+    pub offers: Family<OfferLabels, Counter>,
+    /// Time from receiving offers to sending the ACCEPT, seconds.
+    pub offer_to_accept_seconds: Histogram,
+    /// Tasks launched.
+    pub launches: Counter,
+    /// Status updates by task state.
+    pub task_updates: Family<StateLabels, Counter>,
+    /// Instances by status, computed when scraped.
+    pub instances: Family<StatusLabels, Gauge>,
+    /// Durable store writes, seconds.
+    pub store_write_seconds: Histogram,
+    /// Records per durable store write.
+    pub store_batch_records: Histogram,
+    /// Subscriptions to Mesos (the first, then one per reconnection).
+    pub subscriptions: Counter,
+    /// REST requests by method, route and status.
+    pub requests: Family<RequestLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of instruments in their own registry.
+    pub fn new() -> Self {
+        let latency = || Histogram::new(exponential_buckets(0.000_05, 4.0, 10));
+        let mut registry = Registry::with_prefix("mesos_stateful");
+        let metrics = Metrics {
+            messages: Family::default(),
+            handler_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_05, 4.0, 10))
+            }),
+            errors: Family::default(),
+            mailbox_depth: Family::default(),
+            starts: Family::default(),
+            offers: Family::default(),
+            offer_to_accept_seconds: latency(),
+            launches: Counter::default(),
+            task_updates: Family::default(),
+            instances: Family::default(),
+            store_write_seconds: latency(),
+            store_batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            subscriptions: Counter::default(),
+            requests: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "actor_messages",
+            "Messages handled by actors",
+            metrics.messages.clone(),
+        );
+        registry.register(
+            "actor_handler_seconds",
+            "Duration of actor message handling",
+            metrics.handler_seconds.clone(),
+        );
+        registry.register(
+            "actor_errors",
+            "Actor handlers that failed",
+            metrics.errors.clone(),
+        );
+        registry.register(
+            "actor_mailbox_depth",
+            "Messages waiting for an actor",
+            metrics.mailbox_depth.clone(),
+        );
+        registry.register(
+            "actor_starts",
+            "Actor starts (restarts included)",
+            metrics.starts.clone(),
+        );
+        registry.register("offers", "Mesos offers by outcome", metrics.offers.clone());
+        registry.register(
+            "offer_to_accept_seconds",
+            "Time from receiving offers to sending their ACCEPT",
+            metrics.offer_to_accept_seconds.clone(),
+        );
+        registry.register("task_launches", "Tasks launched", metrics.launches.clone());
+        registry.register(
+            "task_updates",
+            "Task status updates by state",
+            metrics.task_updates.clone(),
+        );
+        registry.register(
+            "instances",
+            "Instances by status",
+            metrics.instances.clone(),
+        );
+        registry.register(
+            "store_write_seconds",
+            "Duration of durable store writes",
+            metrics.store_write_seconds.clone(),
+        );
+        registry.register(
+            "store_batch_records",
+            "Records per durable store write",
+            metrics.store_batch_records.clone(),
+        );
+        registry.register(
+            "mesos_subscriptions",
+            "Subscriptions to Mesos",
+            metrics.subscriptions.clone(),
+        );
+        registry.register("http_requests", "REST requests", metrics.requests.clone());
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The instruments in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    fn labels(actor: &'static str, message: &'static str) -> MessageLabels {
+        MessageLabels {
+            actor: actor.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Counts a message sent to `actor` (its mailbox grows).
+    pub fn sent(&self, actor: &'static str) {
+        self.mailbox_depth
+            .get_or_create(&ActorLabels {
+                actor: actor.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a message picked up by `actor`.
+    pub fn received(&self, actor: &'static str, message: &'static str) {
+        self.mailbox_depth
+            .get_or_create(&ActorLabels {
+                actor: actor.to_string(),
+            })
+            .dec();
+        self.messages
+            .get_or_create(&Self::labels(actor, message))
+            .inc();
+    }
+
+    /// Counts an actor start.
+    pub fn started(&self, actor: &'static str) {
+        self.starts
+            .get_or_create(&ActorLabels {
+                actor: actor.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records the handling time of a message and whether it failed.
+    pub fn handled(
+        &self,
+        actor: &'static str,
+        message: &'static str,
+        started: Instant,
+        failed: bool,
+    ) {
+        let labels = Self::labels(actor, message);
+        self.handler_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if failed {
+            self.errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Counts offers with an outcome.
+    pub fn offers(&self, outcome: &str, count: usize) {
+        self.offers
+            .get_or_create(&OfferLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc_by(count as u64);
+    }
+}
+
+/// Runs `work` inside the handler span of `actor`/`message` and records its
+/// duration and outcome. `work` returns whether it failed.
+pub async fn observe<F>(
+    metrics: std::sync::Arc<Metrics>,
+    actor: &'static str,
+    message: &'static str,
+    span: Span,
+    work: F,
+) where
+    F: Future<Output = bool>,
+{
+    let started = Instant::now();
+    let failed = work.instrument(span).await;
+    metrics.handled(actor, message, started, failed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_counters_and_histograms() {
+        let metrics = Metrics::new();
+        metrics.sent("OfferManager");
+        metrics.received("OfferManager", "Offers");
+        metrics.handled("OfferManager", "Offers", Instant::now(), true);
+        metrics.offers("received", 3);
+        metrics.launches.inc();
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"mesos_stateful_actor_messages_total{actor="OfferManager",message="Offers"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"mesos_stateful_actor_errors_total{actor="OfferManager",message="Offers"} 1"#
+        ));
+        assert!(text.contains(r#"mesos_stateful_actor_mailbox_depth{actor="OfferManager"} 0"#));
+        assert!(text.contains(r#"mesos_stateful_offers_total{outcome="received"} 3"#));
+        assert!(text.contains("mesos_stateful_task_launches_total 1"));
+        assert!(text.contains("mesos_stateful_actor_handler_seconds_bucket"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
