@@ -7,9 +7,10 @@
 #   redis-server    its binaries go into the local Redis test image
 #   busybox-static  a shell and core tools for the local test images
 #   docker-registry a registry on 127.0.0.1 for the executor's image pull tests
+#   zookeeper       a real ZooKeeper for the scheduler's leader detection tests
 set -euo pipefail
 
-packages=(librocksdb-dev libclang-dev redis-server busybox-static docker-registry)
+packages=(librocksdb-dev libclang-dev redis-server busybox-static docker-registry zookeeper)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -20,7 +21,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # The packages start services; the project needs only their binaries.
-    $sudo systemctl disable --now redis-server docker-registry >/dev/null 2>&1 || true
+    $sudo systemctl disable --now redis-server docker-registry zookeeper >/dev/null 2>&1 || true
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then

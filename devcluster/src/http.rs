@@ -138,13 +138,16 @@ pub fn run_effects(shared: &Arc<Shared>, effects: Vec<Effect>) {
                 pid,
                 container_id,
                 grace,
+                terminate,
             } => {
                 tokio::spawn(async move {
                     if grace.is_zero() {
                         process::signal_group(pid, "KILL").await;
                         return;
                     }
-                    process::signal_group(pid, "TERM").await;
+                    if terminate {
+                        process::signal_group(pid, "TERM").await;
+                    }
                     tokio::time::sleep(grace).await;
                     let still_running =
                         shared.lock().executor_pid(agent, &container_id) == Some(pid);
@@ -173,9 +176,10 @@ async fn launch_executor(shared: Arc<Shared>, request: process::SpawnRequest) {
         }
     };
     let pid = child.id().unwrap_or_default();
-    let effects = shared
-        .lock()
-        .executor_spawned(request.agent, &request.container_id, pid);
+    let effects =
+        shared
+            .lock()
+            .executor_spawned(request.agent, &request.container_id, pid, Instant::now());
     run_effects(&shared, effects);
     let wait_status = match child.wait().await {
         Ok(status) => std::os::unix::process::ExitStatusExt::into_raw(status),

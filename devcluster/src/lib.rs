@@ -11,7 +11,10 @@
 //! - [`DevCluster`] / [`DevClusterThread`]: start and stop a cluster on the current
 //!   tokio runtime or on a thread of its own.
 //! - `cluster`: the whole state as one synchronous struct (frameworks, offers, tasks,
-//!   executors, status update streams) with one method per call and timer.
+//!   executors, status update streams) with one method per call and timer. Command
+//!   tasks (TaskInfo with `command`, no `executor`) run under the agent's built-in
+//!   command executor (`cluster::command_task`), which reports their states as
+//!   Mesos's command executor does.
 //! - `resources`, `allocator`, `status_updates`, `validation`: the domain rules
 //!   (resource arithmetic with port ranges, offer filters, per-task update streams,
 //!   request checks), each with table tests.
@@ -28,10 +31,10 @@
 //! general crates): devcluster plays Mesos, not our framework.
 //!
 //! # Missing
-//! Command tasks, LAUNCH_GROUP, reservations and volumes, isolation, and several
-//! masters (there is one, always the leader). In JSON, non-finite doubles are
-//! written as the strings `"Infinity"`/`"NaN"` rather than Mesos's bare (invalid
-//! JSON) tokens.
+//! LAUNCH_GROUP (and with it the default executor), reservations and volumes,
+//! isolation, and several masters (there is one, always the leader). In JSON,
+//! non-finite doubles are written as the strings `"Infinity"`/`"NaN"` rather than
+//! Mesos's bare (invalid JSON) tokens.
 
 mod allocator;
 mod cluster;
@@ -75,8 +78,9 @@ pub struct DevClusterConfig {
     pub status_update_retry_interval: Duration,
     /// How long a launched executor has to subscribe (Mesos: 1 min).
     pub executor_registration_timeout: Duration,
-    /// Grace between SIGTERM and SIGKILL unless `ExecutorInfo.shutdown_grace_period`
-    /// says otherwise (Mesos: 5 s).
+    /// Grace between an executor's SHUTDOWN event and its SIGKILL unless
+    /// `ExecutorInfo.shutdown_grace_period` says otherwise (Mesos: 5 s); also the
+    /// grace between SIGTERM and SIGKILL of command tasks killed by a shutdown.
     pub executor_shutdown_grace_period: Duration,
 }
 
@@ -255,8 +259,8 @@ impl DevCluster {
             .collect()
     }
 
-    /// Kills every executor (SHUTDOWN event, SIGTERM, SIGKILL after the grace
-    /// period) and stops the servers.
+    /// Kills every executor (SHUTDOWN event, SIGKILL after the grace period; SIGTERM
+    /// first for command tasks) and stops the servers.
     pub async fn shutdown(self) {
         let (effects, grace) = {
             let mut cluster = self.shared.lock();

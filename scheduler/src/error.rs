@@ -15,6 +15,9 @@ pub enum SchedulerError {
     /// The master refused the subscription (an ERROR event); retrying will not help.
     #[error("subscription refused by the master: {0}")]
     Refused(String),
+    /// The master refused our credentials (401); retrying with the same ones will not help.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] mesos_stateful_store::StoreError),

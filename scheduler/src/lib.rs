@@ -15,15 +15,15 @@
 //! Touch RocksDB except through the store crate, or hold domain logic (that lives in
 //! the actors crate's plain structs).
 
-pub mod client;
 pub mod error;
 pub mod generic;
+pub mod mesos;
 pub mod run;
 pub mod telemetry;
 
-pub use client::{FrameworkSettings, MesosClient};
 pub use error::SchedulerError;
 pub use generic::GenericContainer;
+pub use mesos::{ClientOptions, Credentials, FrameworkSettings, MasterSpec, MesosClient};
 pub use mesos_stateful_actors::domain::launch::{ContainerPlan, ExecutorLaunch};
 pub use mesos_stateful_actors::domain::view::{InstanceView, MemberView};
 pub use mesos_stateful_actors::workload::{Action, Workload, WorkloadConfig};

@@ -57,7 +57,8 @@ enum Command {
     Serve {
         #[command(flatten)]
         common: Common,
-        /// Base URL of the Mesos master.
+        /// The Mesos masters: `http://host:port[,http://host:port…]` or
+        /// `zk://host:port[,host:port…]/path`.
         #[arg(long, env = "MESOS_STATEFUL_MASTER")]
         master: String,
         /// URI the agents' fetcher downloads the executor from (instead of a path
@@ -84,6 +85,10 @@ struct Common {
     /// User tasks run as.
     #[arg(long)]
     user: Option<String>,
+    /// File with the framework's Mesos credentials (JSON `{"principal","secret"}` or
+    /// two lines); else MESOS_STATEFUL_PRINCIPAL and MESOS_STATEFUL_SECRET.
+    #[arg(long)]
+    credentials_file: Option<PathBuf>,
 }
 
 fn executor_launch(common: &Common, uri: Option<String>) -> anyhow::Result<ExecutorLaunch> {
@@ -125,6 +130,8 @@ fn scheduler_config(
     if let Some(user) = &common.user {
         framework.user = user.clone();
     }
+    framework.credentials =
+        mesos_stateful_scheduler::Credentials::load(common.credentials_file.as_deref())?;
     Ok(SchedulerConfig {
         master,
         data_dir: common.data_dir.clone(),
@@ -158,7 +165,7 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let telemetry = telemetry::init(cli.log_format);
     let system = actix::System::new();
     match cli.command {
         Command::Dev {
@@ -184,6 +191,7 @@ fn main() -> anyhow::Result<()> {
                 shutdown_signal(),
             ));
             cluster.shutdown();
+            telemetry.shutdown();
             result?;
         }
         Command::Serve {
@@ -192,11 +200,13 @@ fn main() -> anyhow::Result<()> {
             executor_uri,
         } => {
             let config = scheduler_config(&common, master, executor_uri)?;
-            system.block_on(mesos_stateful_scheduler::run(
+            let result = system.block_on(mesos_stateful_scheduler::run(
                 config,
                 Arc::new(GenericContainer),
                 shutdown_signal(),
-            ))?;
+            ));
+            telemetry.shutdown();
+            result?;
         }
     }
     Ok(())

@@ -15,8 +15,8 @@ use mesos_stateful_actors::workload::Workload;
 use mesos_stateful_devcluster::{AgentConfig, DevClusterConfig, DevClusterThread};
 use mesos_stateful_store::{RocksPersister, StateStore};
 
-use crate::mesos::{FrameworkSettings, MesosClient};
 use crate::error::SchedulerError;
+use crate::mesos::{FrameworkSettings, MesosClient};
 
 /// Everything the scheduler needs to run.
 #[derive(Debug, Clone)]

@@ -47,6 +47,8 @@ impl Cluster {
         agent
             .executors
             .get_mut(&(framework_id.clone(), executor_id.clone()))
+            // The built-in command executors live inside the agent and never call.
+            .filter(|executor| executor.command_task.is_none())
             .ok_or_else(|| Rejection::new(StatusCode::BAD_REQUEST, "Executor cannot be found"))
     }
 
@@ -219,7 +221,13 @@ impl Cluster {
     }
 
     /// The process of the executor in `container_id` started as `pid`.
-    pub fn executor_spawned(&mut self, index: usize, container_id: &str, pid: u32) -> Vec<Effect> {
+    pub fn executor_spawned(
+        &mut self,
+        index: usize,
+        container_id: &str,
+        pid: u32,
+        now: Instant,
+    ) -> Vec<Effect> {
         let Some(executor) = self.agents[index]
             .executors
             .values_mut()
@@ -235,8 +243,10 @@ impl Cluster {
                 pid,
                 container_id: container_id.to_string(),
                 grace: Duration::ZERO,
+                terminate: false,
             }];
         }
+        self.command_task_started(index, container_id, now);
         Vec::new()
     }
 
@@ -274,6 +284,7 @@ impl Cluster {
             .map(|e| e.termination_reason)
             .unwrap_or(task_status::Reason::ExecutorTerminated);
         tracing::info!(container_id, wait_status, "executor exited");
+        self.command_task_exited(index, container_id, wait_status, now);
         self.executor_gone(
             index,
             container_id,

@@ -14,7 +14,12 @@
 //!   acknowledged or its framework is removed.
 //! - An executor is created by the first LAUNCH naming it and destroyed when its
 //!   process exits or fails to start.
+//! - A command task (TaskInfo with `command` and no `executor`) gets the agent's
+//!   built-in command executor: an [`Executor`] entry whose ID is the task's, whose
+//!   process is the task's command itself, and which never speaks the executor API.
+//!   The agent reports the task's states on its behalf (see `command_task`).
 
+mod command_task;
 mod executor_api;
 mod scheduler_api;
 
@@ -47,7 +52,7 @@ pub struct Settings {
     pub status_update_retry_interval: Duration,
     /// How long a launched executor has to SUBSCRIBE.
     pub executor_registration_timeout: Duration,
-    /// Default grace period between SIGTERM and SIGKILL of an executor.
+    /// Default grace period between an executor's SHUTDOWN and its SIGKILL.
     pub executor_shutdown_grace_period: Duration,
     /// Root of the sandboxes.
     pub work_dir: PathBuf,
@@ -71,8 +76,12 @@ pub struct AgentSetup {
 pub enum Effect {
     /// Create the sandbox, fetch URIs and start the executor process.
     SpawnExecutor(Box<SpawnRequest>),
-    /// Send SIGTERM to the executor's process group, then SIGKILL after `grace`
-    /// if it is still running (`grace` zero: SIGKILL at once).
+    /// Send SIGKILL to the executor's process group after `grace` if it is still
+    /// running (`grace` zero: at once), and SIGTERM first if `terminate`.
+    ///
+    /// As in Mesos, a custom executor gets no SIGTERM: it has had a SHUTDOWN event
+    /// and the grace period to exit. The built-in command executor of a command task
+    /// does send SIGTERM to its task's command, as Mesos's command executor does.
     KillExecutor {
         /// Index of the agent.
         agent: usize,
@@ -80,8 +89,10 @@ pub enum Effect {
         pid: u32,
         /// The container the process belongs to (to check it is still the same one).
         container_id: String,
-        /// Time between SIGTERM and SIGKILL.
+        /// Time until SIGKILL.
         grace: Duration,
+        /// Send SIGTERM at once.
+        terminate: bool,
     },
 }
 
@@ -179,6 +190,8 @@ struct Executor {
     shutting_down: bool,
     /// Reason given to the tasks failed when the process exits.
     termination_reason: task_status::Reason,
+    /// Set for the built-in command executor of a command task.
+    command_task: Option<command_task::CommandTask>,
 }
 
 #[derive(Debug)]
@@ -530,7 +543,7 @@ impl Cluster {
         effects
     }
 
-    /// Kills every executor (SHUTDOWN, then SIGTERM/SIGKILL) for the cluster's shutdown.
+    /// Kills every executor (SHUTDOWN, then SIGKILL) for the cluster's shutdown.
     pub fn shutdown(&mut self) -> Vec<Effect> {
         let grace = self.settings.executor_shutdown_grace_period;
         let mut effects = Vec::new();
@@ -637,7 +650,9 @@ fn agent_status(
     }
 }
 
-/// Decides to stop an executor: SHUTDOWN event if subscribed, then signals.
+/// Decides to stop an executor: SHUTDOWN event and SIGKILL after the grace period
+/// if subscribed, SIGKILL at once if not; a command task's command gets SIGTERM,
+/// then SIGKILL after the grace period.
 fn shutdown_executor(
     index: usize,
     executor: &mut Executor,
@@ -647,6 +662,11 @@ fn shutdown_executor(
         return Vec::new();
     }
     let grace = executor_grace(executor, default_grace);
+    if let Some(command) = &mut executor.command_task {
+        // The built-in command executor kills its task, which ends as TASK_KILLED.
+        command.killed = true;
+        return kill_executor(index, executor, grace);
+    }
     if let Some(connection) = &executor.connection {
         connection.send(executor::Event {
             r#type: Some(executor::event::Type::Shutdown as i32),
@@ -677,6 +697,7 @@ fn kill_executor(index: usize, executor: &mut Executor, grace: Duration) -> Vec<
             pid,
             container_id: executor.container_id.clone(),
             grace,
+            terminate: executor.command_task.is_some() && !grace.is_zero(),
         }],
         None => {
             executor.kill_requested = true;

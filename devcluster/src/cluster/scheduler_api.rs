@@ -451,12 +451,32 @@ impl Cluster {
                     "task should have exactly one of CommandInfo or ExecutorInfo".to_string(),
                 ));
             }
-            (None, Some(_)) => {
-                return Err((
-                    task,
-                    "command tasks are not supported by devcluster; use a custom executor"
-                        .to_string(),
-                ));
+            (None, Some(command)) => {
+                if command.value.is_none() {
+                    return Err((task, "the task's command must have a value".to_string()));
+                }
+                // The built-in command executor takes the task's ID as its own.
+                let executor_id = v1::ExecutorId {
+                    value: task.task_id.value.clone(),
+                };
+                if agent
+                    .executors
+                    .contains_key(&(framework_id.clone(), executor_id))
+                {
+                    let message = format!(
+                        "executor ID {} of the command task is in use",
+                        task.task_id.value
+                    );
+                    return Err((task, message));
+                }
+                let needed = match ResourceSet::from_resources(&task.resources) {
+                    Ok(set) => set,
+                    Err(message) => return Err((task, message)),
+                };
+                if !remaining.contains(&needed) {
+                    return Err((task, "task uses more resources than offered".to_string()));
+                }
+                return Ok((task, needed));
             }
             (Some(executor), None) => executor,
         };
@@ -521,7 +541,7 @@ impl Cluster {
         now: Instant,
     ) -> Vec<Effect> {
         let Some(executor_info) = task.executor.clone() else {
-            return Vec::new();
+            return self.launch_command_task(index, framework_id, task);
         };
         let Some(framework_info) = self.frameworks.get(framework_id).map(|f| f.info.clone()) else {
             return Vec::new();
@@ -608,6 +628,7 @@ impl Cluster {
                 kill_requested: false,
                 shutting_down: false,
                 termination_reason: task_status::Reason::ExecutorTerminated,
+                command_task: None,
             },
         );
         vec![Effect::SpawnExecutor(Box::new(SpawnRequest {
@@ -637,6 +658,20 @@ impl Cluster {
             self.reconcile(framework_id, vec![reconcile]);
             return Vec::new();
         };
+        let is_command_task = self.agents[index]
+            .executors
+            .get(&(framework_id.clone(), executor_id.clone()))
+            .is_some_and(|executor| executor.command_task.is_some());
+        if is_command_task {
+            let now = Instant::now();
+            return self.kill_command_task(
+                index,
+                framework_id,
+                &executor_id,
+                kill.kill_policy,
+                now,
+            );
+        }
         let agent = &mut self.agents[index];
         let agent_id = agent.id.clone();
         let Some(executor) = agent

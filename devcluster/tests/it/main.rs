@@ -20,6 +20,9 @@ use mesos_stateful_proto::{media, Message, STREAM_ID_HEADER};
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
 
+mod command_tasks;
+mod pymesos;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn config(work_dir: &Path) -> DevClusterConfig {

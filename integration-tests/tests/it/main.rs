@@ -9,3 +9,4 @@
 mod dev_restart;
 mod redis_end_to_end;
 mod support;
+mod tracing_export;
