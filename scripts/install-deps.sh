@@ -29,4 +29,6 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
 fi
 
 here=$(dirname "$0")
+# pymesos, the third-party client devcluster is checked against.
+"$here/../integration-tests/python/install-pymesos.sh"
 "$here/build-test-images.sh"
