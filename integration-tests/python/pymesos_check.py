@@ -28,6 +28,8 @@ CPUS_PER_TASK = 0.1
 MEM_PER_TASK = 32.0
 COMMAND = "echo hello; sleep 1"
 EXECUTOR_ID = "pymesos-check-executor"
+EXECUTOR_CPUS = 0.1
+EXECUTOR_MEM = 32.0
 EXECUTOR_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pymesos_executor.py")
 # States a command task may pass through on its way to TASK_FINISHED.
 EXPECTED_STATES = ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED")
@@ -72,9 +74,10 @@ class CheckScheduler(Scheduler):
 
     def resourceOffers(self, driver, offers):
         for offer in offers:
-            needed = len(self.task_ids)
-            fits = (offered(offer, "cpus") >= CPUS_PER_TASK * needed - 1e-9
-                    and offered(offer, "mem") >= MEM_PER_TASK * needed)
+            count = len(self.task_ids)
+            cpus = CPUS_PER_TASK * count + (EXECUTOR_CPUS if self.use_executor else 0.0)
+            mem = MEM_PER_TASK * count + (EXECUTOR_MEM if self.use_executor else 0.0)
+            fits = offered(offer, "cpus") >= cpus - 1e-9 and offered(offer, "mem") >= mem
             with self.lock:
                 launch = not self.launched and fits
                 if launch:
@@ -100,7 +103,7 @@ class CheckScheduler(Scheduler):
                 "executor_id": {"value": EXECUTOR_ID},
                 "name": "pymesos check executor",
                 "command": {"value": command, "shell": True},
-                "resources": [scalar("cpus", 0.1), scalar("mem", 32.0)],
+                "resources": [scalar("cpus", EXECUTOR_CPUS), scalar("mem", EXECUTOR_MEM)],
             }
         else:
             task["command"] = {"value": COMMAND, "shell": True}
