@@ -21,6 +21,7 @@ impl Workload for GenericContainer {
             image: instance.spec.image.clone(),
             args: substitute(&instance.spec.master_args, port, None),
             env: instance.spec.env.clone(),
+            facts_command: Vec::new(),
         }
     }
 
@@ -37,6 +38,7 @@ impl Workload for GenericContainer {
             image: instance.spec.image.clone(),
             args: substitute(&instance.spec.replica_args, port, master),
             env: instance.spec.env.clone(),
+            facts_command: Vec::new(),
         }
     }
 }
@@ -90,6 +92,8 @@ mod tests {
             port,
             state: None,
             message: None,
+            healthy: None,
+            stats: None,
         }
     }
 

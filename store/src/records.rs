@@ -131,6 +131,9 @@ pub struct TaskRecord {
     /// Message of the latest status update.
     #[serde(default)]
     pub message: Option<String>,
+    /// Result of the task's health check, once one has run.
+    #[serde(default)]
+    pub healthy: Option<bool>,
     /// Bumped on every write of this record.
     pub version: u64,
 }

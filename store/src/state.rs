@@ -454,6 +454,7 @@ mod tests {
             port: None,
             state: None,
             message: None,
+            healthy: None,
             version: 1,
         }
     }

@@ -35,6 +35,7 @@ pub(crate) async fn carry_out(
                         port: None,
                         state: None,
                         message: Some("waiting for an offer".to_string()),
+                        healthy: None,
                         version: 0,
                     })
                     .collect();

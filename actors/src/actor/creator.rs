@@ -109,6 +109,7 @@ impl Handler<Traced<CreateInstance>> for Creator {
                 port: None,
                 state: None,
                 message: Some("waiting for an offer".to_string()),
+                healthy: None,
                 version: 0,
             };
             let job = LaunchJob {

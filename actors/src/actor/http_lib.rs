@@ -29,6 +29,7 @@ use crate::ActorError;
 
 use super::creator::CreatorHandle;
 use super::destroyer::DestroyerHandle;
+use super::maintainer::MaintainerHandle;
 use super::state_manager::StateManagerHandle;
 
 /// Largest request body accepted.
@@ -97,6 +98,8 @@ pub struct ApiHandles {
     pub destroyer: DestroyerHandle,
     /// Reads state.
     pub state: StateManagerHandle,
+    /// Runs commands in members' containers.
+    pub maintainer: MaintainerHandle,
     /// The instruments, for `GET /metrics`.
     pub metrics: Arc<Metrics>,
 }
@@ -114,6 +117,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
             web::resource("/v1/instances/{name}")
                 .route(web::get().to(get_instance))
                 .route(web::delete().to(delete_instance))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/instances/{name}/members/{ordinal}/exec")
+                .route(web::post().to(exec_in_member))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(web::resource("/health").route(web::get().to(health)))
@@ -225,6 +233,101 @@ async fn metrics(handles: web::Data<ApiHandles>) -> Result<HttpResponse, ApiErro
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(handles.metrics.encode()))
+}
+
+/// Body of `POST /v1/instances/{name}/members/{ordinal}/exec`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecRequest {
+    /// Command and arguments, run without a shell.
+    argv: Vec<String>,
+    /// Longest the command may run (default 30 s, at most 300 s).
+    #[serde(default)]
+    timeout_seconds: Option<f64>,
+}
+
+/// Result of a command run in a member's container.
+#[derive(Debug, Serialize)]
+struct ExecResponse {
+    command_id: String,
+    exit_code: Option<i64>,
+    stdout: String,
+    stderr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+async fn exec_in_member(
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    handles: web::Data<ApiHandles>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, ordinal) = path.into_inner();
+    validate_name(&name).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("instance {name:?} not found"),
+        )
+    })?;
+    let ordinal: u32 = ordinal.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("member {ordinal:?} not found"),
+        )
+    })?;
+    let request: ExecRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("invalid request body: {e}"),
+        )
+    })?;
+    let invalid = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", reason);
+    if request.argv.is_empty() || request.argv.len() > 256 {
+        return Err(invalid("argv must hold 1 to 256 arguments".into()));
+    }
+    if request
+        .argv
+        .iter()
+        .any(|a| a.len() > 4096 || a.contains('\0'))
+    {
+        return Err(invalid("an argument is too long or contains NUL".into()));
+    }
+    let timeout = request.timeout_seconds.unwrap_or(30.0);
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 300.0) {
+        return Err(invalid("timeout_seconds must be in (0, 300]".into()));
+    }
+    let result = handles
+        .maintainer
+        .run_command(
+            &name,
+            ordinal,
+            request.argv,
+            std::time::Duration::from_secs_f64(timeout),
+        )
+        .await
+        .map_err(|error| match error {
+            ActorError::Unavailable {
+                actor: "executor",
+                reason,
+            } if reason.starts_with("no answer") => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "command_timeout", reason)
+            }
+            ActorError::Unavailable {
+                actor: "executor",
+                reason,
+            } => ApiError::new(StatusCode::CONFLICT, "member_unavailable", reason),
+            other => other.into(),
+        })?;
+    Ok(HttpResponse::Ok().json(ExecResponse {
+        command_id: result.command_id,
+        exit_code: result.exit_code,
+        stdout: result.stdout.unwrap_or_default(),
+        stderr: result.stderr.unwrap_or_default(),
+        error: result.error,
+    }))
 }
 
 async fn health() -> HttpResponse {

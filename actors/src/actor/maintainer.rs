@@ -9,13 +9,21 @@
 //!
 //! A restart of this actor loses nothing: unacknowledged updates are re-sent by Mesos.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use mesos_stateful_proto::stateful::CommandResult;
 
 use actix::prelude::*;
 
 use mesos_stateful_proto::v1;
 use mesos_stateful_store::records::{InstanceStatus, Role, TaskRecord};
 
+use crate::domain::commands::CommandBook;
+use crate::domain::launch::executor_id;
 use crate::domain::lifecycle;
 use crate::domain::view::MemberView;
 use crate::mesos::{calls, MesosCalls};
@@ -33,12 +41,40 @@ use super::state_manager::{InstanceState, StateManagerHandle};
 pub enum MaintainerMsg {
     /// A status update from Mesos.
     TaskUpdate(Box<v1::TaskStatus>),
+    /// An executor answered a command.
+    CommandAnswered(CommandResult),
+}
+
+/// Timers of the Maintainer.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+enum MaintainerTimer {
+    /// Re-send unanswered commands and give up on expired ones.
+    Commands,
+}
+
+/// How often unanswered commands are checked.
+pub const COMMAND_TICK: Duration = Duration::from_millis(500);
+
+/// Runs a command in a member's container through its executor.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CommandResult, ActorError>")]
+pub struct RunCommand {
+    /// Instance of the member.
+    pub instance: String,
+    /// Ordinal of the member.
+    pub ordinal: u32,
+    /// Command and arguments (no shell unless the command is one).
+    pub argv: Vec<String>,
+    /// Longest the command may run.
+    pub timeout: Duration,
 }
 
 impl MessageName for MaintainerMsg {
     fn name(&self) -> &'static str {
         match self {
             MaintainerMsg::TaskUpdate(_) => "TaskUpdate",
+            MaintainerMsg::CommandAnswered(_) => "CommandAnswered",
         }
     }
 }
@@ -50,6 +86,11 @@ pub(crate) const ACTOR: &str = "Maintainer";
 pub struct Maintainer {
     worker: Arc<UpdateWorker>,
     metrics: Arc<Metrics>,
+    /// Commands in flight; each has waiters in `command_waiters`.
+    commands: CommandBook,
+    /// Who waits for each command's result. Dropping a sender answers the waiter
+    /// with "unavailable".
+    command_waiters: BTreeMap<String, Vec<oneshot::Sender<Result<CommandResult, ActorError>>>>,
 }
 
 /// Everything handling an update needs, detached from the actor.
@@ -83,6 +124,44 @@ impl Maintainer {
                 metrics: metrics.clone(),
             }),
             metrics,
+            commands: CommandBook::default(),
+            command_waiters: BTreeMap::new(),
+        }
+    }
+
+    fn on_command_answered(&mut self, result: CommandResult) {
+        if !self.commands.complete(&result.command_id) {
+            tracing::debug!(command_id = %result.command_id, "answer to a command no longer waited for");
+            return;
+        }
+        tracing::info!(command_id = %result.command_id, exit_code = ?result.exit_code, "command answered");
+        for waiter in self
+            .command_waiters
+            .remove(&result.command_id)
+            .unwrap_or_default()
+        {
+            let _ = waiter.send(Ok(result.clone()));
+        }
+    }
+
+    fn on_commands_tick(&mut self) {
+        let now = Instant::now();
+        for expired in self.commands.expire(now) {
+            tracing::warn!(command_id = %expired, "no answer to command");
+            for waiter in self.command_waiters.remove(&expired).unwrap_or_default() {
+                let _ = waiter.send(Err(ActorError::Unavailable {
+                    actor: "executor",
+                    reason: format!("no answer to command {expired}"),
+                }));
+            }
+        }
+        for command in self.commands.due(now) {
+            tracing::debug!(command_id = %command.command_id, attempt = command.attempts, "sending command");
+            self.worker.mesos.send(calls::message(
+                &command.agent_id,
+                &command.executor_id,
+                command.payload.clone(),
+            ));
         }
     }
 
@@ -143,6 +222,10 @@ impl UpdateWorker {
         let mut updated = record.clone();
         updated.state = Some(state_name.to_string());
         updated.message = status.message.clone();
+        // Updates without a health result (reconciliation) keep the last one.
+        if status.healthy.is_some() {
+            updated.healthy = status.healthy;
+        }
         if updated.agent_id.is_none() {
             updated.agent_id = agent_id;
         }
@@ -171,6 +254,7 @@ impl UpdateWorker {
         let after = InstanceState {
             instance: instance_record.clone(),
             tasks,
+            stats: instance.stats.clone(),
         };
         if matches!(
             instance_record.status,
@@ -230,8 +314,92 @@ impl UpdateWorker {
 impl Actor for Maintainer {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics.started(ACTOR);
+        ctx.run_interval(COMMAND_TICK, |_, ctx| ctx.notify(MaintainerTimer::Commands));
+    }
+}
+
+impl Handler<MaintainerTimer> for Maintainer {
+    type Result = ();
+    fn handle(&mut self, msg: MaintainerTimer, _: &mut Context<Self>) {
+        match msg {
+            MaintainerTimer::Commands => self.on_commands_tick(),
+        }
+    }
+}
+
+impl Handler<Traced<RunCommand>> for Maintainer {
+    type Result = ResponseActFuture<Self, Result<CommandResult, ActorError>>;
+
+    fn handle(&mut self, msg: Traced<RunCommand>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "RunCommand");
+        let span = handler_span(ACTOR, "RunCommand", &msg.parent);
+        let RunCommand {
+            instance,
+            ordinal,
+            argv,
+            timeout,
+        } = msg.message;
+        span.record("instance", instance.as_str());
+        let state = self.worker.state.clone();
+        let lookup = async move {
+            let found = state.get(&instance).await?;
+            let task = found
+                .and_then(|s| s.tasks.get(&ordinal).cloned())
+                .ok_or_else(|| ActorError::NotFound(format!("{instance}-{ordinal}")))?;
+            let running = lifecycle::is_running(&task);
+            match (&task.agent_id, running) {
+                (Some(agent), true) => Ok((task.task_id.clone(), agent.clone())),
+                _ => Err(ActorError::Unavailable {
+                    actor: "executor",
+                    reason: format!("member {instance}-{ordinal} is not running"),
+                }),
+            }
+        };
+        Box::pin(
+            lookup
+                .into_actor(self)
+                .map(move |found, actor, _| {
+                    let (task_id, agent_id) = found?;
+                    let epoch_nanos = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0);
+                    let command = actor.commands.start(
+                        &task_id,
+                        &agent_id,
+                        &executor_id(&task_id),
+                        argv,
+                        timeout,
+                        Instant::now(),
+                        epoch_nanos,
+                    );
+                    let (sender, receiver) = oneshot::channel();
+                    actor
+                        .command_waiters
+                        .entry(command.command_id.clone())
+                        .or_default()
+                        .push(sender);
+                    // Sent at once; the tick re-sends it until answered.
+                    actor.on_commands_tick();
+                    Ok(receiver)
+                })
+                .then(|receiver, actor, _| {
+                    async move {
+                        match receiver {
+                            Ok(receiver) => receiver.await.unwrap_or_else(|_| {
+                                Err(ActorError::Unavailable {
+                                    actor: "Maintainer",
+                                    reason: "stopped before the command was answered".into(),
+                                })
+                            }),
+                            Err(error) => Err(error),
+                        }
+                    }
+                    .into_actor(actor)
+                }),
+        )
     }
 }
 
@@ -243,6 +411,51 @@ impl Handler<Traced<MaintainerMsg>> for Maintainer {
         let span = handler_span(ACTOR, name, &msg.parent);
         match msg.message {
             MaintainerMsg::TaskUpdate(status) => self.on_task_update(status, span, ctx),
+            MaintainerMsg::CommandAnswered(result) => {
+                let _entered = span.entered();
+                self.on_command_answered(result)
+            }
         }
+    }
+}
+
+/// Typed access to the Maintainer.
+#[derive(Debug, Clone)]
+pub struct MaintainerHandle {
+    addr: Addr<Maintainer>,
+    metrics: Arc<Metrics>,
+}
+
+impl MaintainerHandle {
+    pub(crate) fn new(addr: Addr<Maintainer>, metrics: Arc<Metrics>) -> Self {
+        MaintainerHandle { addr, metrics }
+    }
+
+    /// Runs `argv` in a member's container; answers once its executor reported the
+    /// result, or with an error if the member does not run or no answer came.
+    pub async fn run_command(
+        &self,
+        instance: &str,
+        ordinal: u32,
+        argv: Vec<String>,
+        timeout: Duration,
+    ) -> Result<CommandResult, ActorError> {
+        self.metrics.sent(ACTOR);
+        self.addr
+            .send(Traced::new(RunCommand {
+                instance: instance.to_string(),
+                ordinal,
+                argv,
+                timeout,
+            }))
+            .await
+            .map_err(|e| ActorError::mailbox(ACTOR, e))?
+    }
+
+    /// Hands over an executor's answer to a command.
+    pub fn command_answered(&self, result: CommandResult) {
+        self.metrics.sent(ACTOR);
+        self.addr
+            .do_send(Traced::new(MaintainerMsg::CommandAnswered(result)));
     }
 }

@@ -44,7 +44,7 @@ use buffer_manager::{BufferManager, BufferManagerHandle};
 use creator::{Creator, CreatorHandle};
 use destroyer::{Destroyer, DestroyerHandle};
 use http_lib::{ApiHandles, HttpLib};
-use maintainer::Maintainer;
+use maintainer::{Maintainer, MaintainerHandle};
 use offer_manager::{OfferManager, OfferManagerHandle};
 use state_manager::{StateManager, StateManagerHandle};
 
@@ -72,6 +72,8 @@ pub struct System {
     pub buffer: BufferManagerHandle,
     /// Offers.
     pub offers: OfferManagerHandle,
+    /// Task states and commands.
+    pub maintainer: MaintainerHandle,
     /// The REST server's actor.
     pub http: Addr<HttpLib>,
     /// Where the REST API listens.
@@ -129,6 +131,7 @@ impl System {
             config.executor.clone(),
             metrics.clone(),
         ));
+        let maintainer = MaintainerHandle::new(maintainer_addr.clone(), metrics.clone());
         buffer_ctx.run(BufferManager::new(
             offer_addr.clone().recipient(),
             maintainer_addr.recipient(),
@@ -146,6 +149,7 @@ impl System {
                 creator: creator.clone(),
                 destroyer: destroyer.clone(),
                 state: state.clone(),
+                maintainer: maintainer.clone(),
                 metrics: metrics.clone(),
             },
         )
@@ -164,6 +168,7 @@ impl System {
             state,
             buffer,
             offers: OfferManagerHandle::new(offer_addr, metrics.clone()),
+            maintainer,
             http,
             api_addr,
             metrics,
@@ -251,7 +256,7 @@ impl System {
             }
             event::Type::Message => {
                 if let Some(message) = event.message {
-                    tracing::debug!(executor_id = %message.executor_id.value, bytes = message.data.len(), "executor message");
+                    self.on_executor_message(&message.executor_id.value, message.data);
                 }
             }
             event::Type::Failure => {
@@ -266,6 +271,27 @@ impl System {
             other => tracing::debug!(event = ?other, "event ignored"),
         }
         Ok(())
+    }
+
+    /// Executor messages carry stats and command results; anything else is logged
+    /// and dropped (an executor is outside our trust boundary).
+    fn on_executor_message(&self, executor_id: &str, data: bytes::Bytes) {
+        use mesos_stateful_proto::stateful::{executor_message::Payload, ExecutorMessage};
+        use prost::Message as _;
+        match ExecutorMessage::decode(data) {
+            Ok(ExecutorMessage {
+                payload: Some(Payload::Stats(stats)),
+            }) => self.state.record_stats(stats),
+            Ok(ExecutorMessage {
+                payload: Some(Payload::CommandResult(result)),
+            }) => self.maintainer.command_answered(result),
+            Ok(ExecutorMessage { payload: None }) => {
+                tracing::debug!(%executor_id, "empty executor message ignored")
+            }
+            Err(error) => {
+                tracing::warn!(%executor_id, %error, "undecodable executor message ignored")
+            }
+        }
     }
 
     async fn on_subscribed(&self, framework_id: &str) -> Result<(), ActorError> {

@@ -18,7 +18,7 @@ use mesos_stateful_store::records::{InstanceRecord, TaskRecord};
 use mesos_stateful_store::{Changes, StateStore, StoreError};
 
 use crate::domain::lifecycle;
-use crate::domain::view::InstanceView;
+use crate::domain::view::{InstanceView, MemberStats};
 use crate::telemetry::{handler_span, Metrics, Traced};
 use crate::ActorError;
 
@@ -29,13 +29,19 @@ pub struct InstanceState {
     pub instance: InstanceRecord,
     /// Task records by ordinal.
     pub tasks: BTreeMap<u32, TaskRecord>,
+    /// Latest stats of each member's current task, by ordinal (not persisted).
+    pub stats: BTreeMap<u32, MemberStats>,
 }
 
 impl InstanceState {
     /// The API view.
     pub fn view(&self) -> InstanceView {
         let tasks: Vec<TaskRecord> = self.tasks.values().cloned().collect();
-        InstanceView::new(&self.instance, &tasks)
+        let mut view = InstanceView::new(&self.instance, &tasks);
+        for member in &mut view.members {
+            member.stats = self.stats.get(&member.ordinal).cloned();
+        }
+        view
     }
 
     /// Task records in ordinal order.
@@ -53,6 +59,9 @@ pub struct StateManager {
     task_index: BTreeMap<String, (String, u32)>,
     framework_id: Option<String>,
     metrics: Arc<Metrics>,
+    /// Latest stats by task id. Kept in memory only: a fresh sample arrives every
+    /// stats interval.
+    stats: BTreeMap<String, MemberStats>,
 }
 
 pub(crate) const ACTOR: &str = "StateManager";
@@ -78,6 +87,7 @@ impl StateManager {
                     InstanceState {
                         instance,
                         tasks: BTreeMap::new(),
+                        stats: BTreeMap::new(),
                     },
                 )
             })
@@ -96,6 +106,7 @@ impl StateManager {
             task_index,
             framework_id,
             metrics,
+            stats: BTreeMap::new(),
         })
     }
 
@@ -107,15 +118,30 @@ impl StateManager {
                 .or_insert_with(|| InstanceState {
                     instance,
                     tasks: BTreeMap::new(),
+                    stats: BTreeMap::new(),
                 });
         }
         for task in tasks {
+            if lifecycle::is_terminal(task.state.as_deref()) {
+                self.stats.remove(&task.task_id);
+            }
             self.task_index
                 .insert(task.task_id.clone(), (task.instance.clone(), task.ordinal));
             if let Some(state) = self.instances.get_mut(&task.instance) {
                 state.tasks.insert(task.ordinal, task);
             }
         }
+    }
+
+    /// The cached state of `name` with the latest stats of its current tasks.
+    fn snapshot(&self, name: &str) -> Option<InstanceState> {
+        let mut state = self.instances.get(name)?.clone();
+        state.stats = state
+            .tasks
+            .iter()
+            .filter_map(|(ordinal, task)| Some((*ordinal, self.stats.get(&task.task_id)?.clone())))
+            .collect();
+        Some(state)
     }
 
     /// Bumps versions past the cached ones so every write is visible as a change.
@@ -175,6 +201,25 @@ pub struct Write {
     pub tasks: Vec<TaskRecord>,
 }
 
+/// Keeps the latest stats sample of a task (in memory only).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RecordStats(pub mesos_stateful_proto::stateful::TaskStats);
+
+impl Handler<Traced<RecordStats>> for StateManager {
+    type Result = ();
+    fn handle(&mut self, traced: Traced<RecordStats>, _: &mut Context<Self>) {
+        self.metrics.received(ACTOR, "RecordStats");
+        let _entered = handler_span(ACTOR, "RecordStats", &traced.parent).entered();
+        let stats = traced.message.0;
+        // Only tasks we know: an executor cannot make us hold unbounded garbage.
+        if self.task_index.contains_key(&stats.task_id) {
+            self.stats
+                .insert(stats.task_id.clone(), MemberStats::from(&stats));
+        }
+    }
+}
+
 /// Persists the framework id Mesos gave us.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), ActorError>")]
@@ -191,7 +236,7 @@ impl Handler<Traced<GetInstance>> for StateManager {
         self.metrics.received(ACTOR, "GetInstance");
         let _entered = handler_span(ACTOR, "GetInstance", &traced.parent).entered();
         let msg = traced.message;
-        self.instances.get(&msg.0).cloned()
+        self.snapshot(&msg.0)
     }
 }
 
@@ -200,7 +245,12 @@ impl Handler<Traced<ListInstances>> for StateManager {
     fn handle(&mut self, traced: Traced<ListInstances>, _: &mut Context<Self>) -> Self::Result {
         self.metrics.received(ACTOR, "ListInstances");
         let _entered = handler_span(ACTOR, "ListInstances", &traced.parent).entered();
-        MessageResult(self.instances.values().cloned().collect())
+        MessageResult(
+            self.instances
+                .keys()
+                .filter_map(|name| self.snapshot(name))
+                .collect(),
+        )
     }
 }
 
@@ -451,6 +501,12 @@ impl StateManagerHandle {
             .send(Traced::new(GetFrameworkId))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))
+    }
+
+    /// Keeps the latest stats sample of a task.
+    pub fn record_stats(&self, stats: mesos_stateful_proto::stateful::TaskStats) {
+        self.metrics.sent(ACTOR);
+        self.addr.do_send(Traced::new(RecordStats(stats)));
     }
 
     /// Tasks that are launched and not terminal, with their agents.

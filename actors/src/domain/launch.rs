@@ -26,6 +26,8 @@ pub struct ExecutorLaunch {
     pub kill_grace_seconds: f64,
     /// Extra environment for the executor (for example `RUST_LOG`).
     pub environment: BTreeMap<String, String>,
+    /// How often the executor reports each container's stats.
+    pub stats_interval_seconds: f64,
 }
 
 impl Default for ExecutorLaunch {
@@ -40,6 +42,7 @@ impl Default for ExecutorLaunch {
             },
             kill_grace_seconds: 10.0,
             environment: BTreeMap::new(),
+            stats_interval_seconds: 10.0,
         }
     }
 }
@@ -53,6 +56,9 @@ pub struct ContainerPlan {
     pub args: Vec<String>,
     /// Environment variables.
     pub env: BTreeMap<String, String>,
+    /// Command run in the container at each stats interval; its `key:value` output
+    /// lines are reported as facts (empty: none).
+    pub facts_command: Vec<String>,
 }
 
 /// Label keys put on tasks and containers.
@@ -99,6 +105,8 @@ pub fn task_info(
         environment: Some(environment(&plan.env)),
         network: Some(NetworkMode::Host as i32),
         labels: container_labels.clone(),
+        stats_interval_seconds: Some(executor.stats_interval_seconds),
+        facts_command: plan.facts_command.clone(),
     };
     let port = u64::from(placement.port);
     let mut resources = scalars(&job.resources, allocation);
@@ -296,6 +304,7 @@ mod tests {
             image: "redis:7".into(),
             args: vec!["redis-server".into()],
             env: BTreeMap::from([("A".into(), "1".into())]),
+            facts_command: vec!["true".into()],
         };
         let executor = ExecutorLaunch {
             command: "/opt/bin/mesos-stateful-executor".into(),

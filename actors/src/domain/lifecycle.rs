@@ -102,6 +102,7 @@ mod tests {
             port: None,
             state: state.map(String::from),
             message: None,
+            healthy: None,
             version: 1,
         }
     }

@@ -2,6 +2,7 @@
 //! offer matching, the task launch description, and the instance lifecycle rules.
 //! Nothing here sends messages or touches the store; everything is unit-tested.
 
+pub mod commands;
 pub mod launch;
 pub mod lifecycle;
 pub mod offers;

@@ -1,6 +1,10 @@
 //! Read-only views of instances: what the REST API returns and what workloads see.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use mesos_stateful_proto::stateful::TaskStats;
 
 use mesos_stateful_store::records::{
     member_name, InstanceRecord, InstanceSpec, InstanceStatus, Role, TaskRecord,
@@ -46,6 +50,55 @@ pub struct MemberView {
     /// Message of the latest status update, or why no offer fits yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Result of the latest health check, once one has run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// Latest stats sample of the member's container, as its executor reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<MemberStats>,
+}
+
+/// One stats sample of a member's container.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberStats {
+    /// Seconds since the Unix epoch when it was taken.
+    pub timestamp: Option<f64>,
+    /// Cpu use since the previous sample, percent of one cpu.
+    pub cpu_percent: Option<f64>,
+    /// Memory in use, bytes.
+    pub memory_bytes: Option<u64>,
+    /// Memory limit, bytes.
+    pub memory_limit_bytes: Option<u64>,
+    /// Bytes received over the network.
+    pub network_rx_bytes: Option<u64>,
+    /// Bytes sent over the network.
+    pub network_tx_bytes: Option<u64>,
+    /// Bytes read from block devices.
+    pub block_read_bytes: Option<u64>,
+    /// Bytes written to block devices.
+    pub block_write_bytes: Option<u64>,
+    /// Facts the workload reported (for Redis, `INFO replication` fields).
+    pub facts: BTreeMap<String, String>,
+}
+
+impl From<&TaskStats> for MemberStats {
+    fn from(stats: &TaskStats) -> Self {
+        MemberStats {
+            timestamp: stats.timestamp,
+            cpu_percent: stats.cpu_percent,
+            memory_bytes: stats.memory_bytes,
+            memory_limit_bytes: stats.memory_limit_bytes,
+            network_rx_bytes: stats.network_rx_bytes,
+            network_tx_bytes: stats.network_tx_bytes,
+            block_read_bytes: stats.block_read_bytes,
+            block_write_bytes: stats.block_write_bytes,
+            facts: stats
+                .facts
+                .iter()
+                .map(|label| (label.key.clone(), label.value.clone().unwrap_or_default()))
+                .collect(),
+        }
+    }
 }
 
 impl MemberView {
@@ -86,6 +139,8 @@ impl From<&TaskRecord> for MemberView {
             port: task.port,
             state: task.state.clone(),
             message: task.message.clone(),
+            healthy: task.healthy,
+            stats: None,
         }
     }
 }

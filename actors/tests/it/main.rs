@@ -33,6 +33,7 @@ impl Workload for Echo {
             image: instance.spec.image.clone(),
             args: substitute(&instance.spec.master_args, port, None),
             env: Default::default(),
+            facts_command: Vec::new(),
         }
     }
 
@@ -52,6 +53,7 @@ impl Workload for Echo {
                 endpoint.as_ref().map(|(h, p)| (h.as_str(), *p)),
             ),
             env: Default::default(),
+            facts_command: Vec::new(),
         }
     }
 }
@@ -436,6 +438,7 @@ async fn rest_api_answers_and_refuses_bad_requests() {
                 creator: system.creator.clone(),
                 destroyer: system.destroyer.clone(),
                 state: system.state.clone(),
+                maintainer: system.maintainer.clone(),
                 metrics: system.metrics.clone(),
             }))
             .configure(configure),
@@ -551,4 +554,157 @@ async fn rest_api_answers_and_refuses_bad_requests() {
     let json: serde_json::Value = test::read_body_json(response).await;
     // Never launched: nothing to kill, so it is DELETED at once.
     assert_eq!(json["status"], "DELETED");
+}
+
+fn executor_message(
+    executor_id: &str,
+    payload: mesos_stateful_proto::stateful::executor_message::Payload,
+) -> Event {
+    use mesos_stateful_proto::stateful::ExecutorMessage;
+    Event {
+        r#type: Some(event::Type::Message as i32),
+        message: Some(event::Message {
+            agent_id: v1::AgentId { value: "a1".into() },
+            executor_id: v1::ExecutorId {
+                value: executor_id.into(),
+            },
+            data: Bytes::from(
+                ExecutorMessage {
+                    payload: Some(payload),
+                }
+                .encode_to_vec(),
+            ),
+        }),
+        ..Default::default()
+    }
+}
+
+#[actix_rt::test]
+async fn commands_are_resent_until_answered_and_stats_and_health_are_served() {
+    use mesos_stateful_proto::stateful::{
+        executor_message::Payload, scheduler_message, CommandResult, SchedulerMessage, TaskStats,
+    };
+    let mesos = RecordingMesos::subscribed("fw");
+    let system = start(
+        &mesos,
+        StateStore::open(Arc::new(MemPersister::new())).unwrap(),
+    )
+    .await;
+    system.creator.create("cmd".into(), spec(0)).await.unwrap();
+    system
+        .handle_event(offers("o1", "a1", (31000, 31010)))
+        .await
+        .unwrap();
+    eventually("the launch", || async { launched_tasks(&mesos).len() == 1 }).await;
+
+    // Not running yet: refused at once.
+    let refused = system
+        .maintainer
+        .run_command("cmd", 0, vec!["true".into()], Duration::from_secs(5))
+        .await;
+    assert!(refused.unwrap_err().to_string().contains("not running"));
+
+    let mut running = update("cmd-0.1", "a1", v1::TaskState::TaskRunning, Some(1));
+    if let Some(update) = &mut running.update {
+        update.status.healthy = Some(true);
+    }
+    system.handle_event(running).await.unwrap();
+    eventually("RUNNING", || async {
+        status_of(&system, "cmd").await == Some(InstanceStatus::Running)
+    })
+    .await;
+
+    let maintainer = system.maintainer.clone();
+    let command = actix_rt::spawn(async move {
+        maintainer
+            .run_command(
+                "cmd",
+                0,
+                vec!["redis-cli".into(), "ping".into()],
+                Duration::from_secs(5),
+            )
+            .await
+    });
+    // Sent at once, then again after the resend delay while unanswered.
+    eventually("the command's first send", || async {
+        mesos.calls_of(call::Type::Message).len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let sends = mesos.calls_of(call::Type::Message);
+    assert!(sends.len() >= 2, "resent while unanswered");
+    let message = sends[0].message.clone().unwrap();
+    assert_eq!(message.executor_id.value, "cmd-0.1.executor");
+    assert_eq!(message.agent_id.value, "a1");
+    let Some(scheduler_message::Payload::RunCommand(run)) =
+        SchedulerMessage::decode(message.data).unwrap().payload
+    else {
+        panic!("not a RunCommand");
+    };
+    assert_eq!(run.argv, ["redis-cli", "ping"]);
+    assert_eq!(
+        sends[1].message.clone().unwrap().data,
+        sends[0].message.clone().unwrap().data,
+        "same command id"
+    );
+
+    let result = CommandResult {
+        command_id: run.command_id.clone(),
+        task_id: "cmd-0.1".into(),
+        exit_code: Some(0),
+        stdout: Some("PONG\n".into()),
+        stderr: None,
+        error: None,
+    };
+    system
+        .handle_event(executor_message(
+            "cmd-0.1.executor",
+            Payload::CommandResult(result.clone()),
+        ))
+        .await
+        .unwrap();
+    // A duplicate answer (from a resent command) is ignored.
+    system
+        .handle_event(executor_message(
+            "cmd-0.1.executor",
+            Payload::CommandResult(result.clone()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(command.await.unwrap().unwrap(), result);
+    let sent = mesos.calls_of(call::Type::Message).len();
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(
+        mesos.calls_of(call::Type::Message).len(),
+        sent,
+        "no resend once answered"
+    );
+
+    // Stats from the executor are served with the member; garbage is ignored.
+    let stats = TaskStats {
+        task_id: "cmd-0.1".into(),
+        timestamp: Some(1.0),
+        cpu_percent: Some(12.5),
+        memory_bytes: Some(1024),
+        facts: vec![v1::Label {
+            key: "role".into(),
+            value: Some("master".into()),
+        }],
+        ..Default::default()
+    };
+    system
+        .handle_event(executor_message("cmd-0.1.executor", Payload::Stats(stats)))
+        .await
+        .unwrap();
+    let mut garbage = executor_message("cmd-0.1.executor", Payload::Stats(TaskStats::default()));
+    if let Some(message) = &mut garbage.message {
+        message.data = Bytes::from_static(b"\xff\xff\xff");
+    }
+    system.handle_event(garbage).await.unwrap();
+    let view = system.state.get("cmd").await.unwrap().unwrap().view();
+    let member = &view.members[0];
+    assert_eq!(member.healthy, Some(true));
+    let served = member.stats.as_ref().expect("stats served");
+    assert_eq!(served.cpu_percent, Some(12.5));
+    assert_eq!(served.facts["role"], "master");
 }
