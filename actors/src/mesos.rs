@@ -16,6 +16,8 @@ pub trait MesosCalls: Send + Sync + Debug + 'static {
     fn send(&self, call: Call);
     /// The framework id of the current subscription, once subscribed.
     fn framework_id(&self) -> Option<String>;
+    /// The master the current subscription is open on, `None` while not subscribed.
+    fn subscribed_master(&self) -> Option<String>;
 }
 
 /// Builds calls with their type and sub-message set consistently.
@@ -284,6 +286,10 @@ impl MesosCalls for RecordingMesos {
 
     fn framework_id(&self) -> Option<String> {
         self.framework_id.lock().ok().and_then(|id| id.clone())
+    }
+
+    fn subscribed_master(&self) -> Option<String> {
+        self.framework_id().map(|_| "recorded".to_string())
     }
 }
 

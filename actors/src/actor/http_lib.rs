@@ -100,6 +100,8 @@ pub struct ApiHandles {
     pub state: StateManagerHandle,
     /// Runs commands in members' containers.
     pub maintainer: MaintainerHandle,
+    /// The subscription to Mesos, for `/ready` and `/v1/info`.
+    pub mesos: Arc<dyn crate::mesos::MesosCalls>,
     /// The instruments, for `GET /metrics`.
     pub metrics: Arc<Metrics>,
 }
@@ -119,6 +121,13 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::delete().to(delete_instance))
                 .default_service(web::to(method_not_allowed)),
         )
+        .service(
+            web::resource("/v1/instances/{name}/endpoints")
+                .route(web::get().to(get_endpoints))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/v1/info").route(web::get().to(info)))
+        .service(web::resource("/ready").route(web::get().to(ready)))
         .service(
             web::resource("/v1/instances/{name}/members/{ordinal}/exec")
                 .route(web::post().to(exec_in_member))
@@ -166,15 +175,99 @@ async fn create_instance(
         .json(view))
 }
 
-async fn list_instances(handles: web::Data<ApiHandles>) -> Result<HttpResponse, ApiError> {
+/// Query of `GET /v1/instances`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Only instances with this status (`RUNNING` …).
+    status: Option<String>,
+}
+
+async fn list_instances(
+    query: web::Query<ListQuery>,
+    handles: web::Data<ApiHandles>,
+) -> Result<HttpResponse, ApiError> {
+    let wanted = match query.status.as_deref() {
+        None => None,
+        Some(status) => Some(
+            serde_json::from_value::<mesos_stateful_store::records::InstanceStatus>(
+                serde_json::Value::String(status.to_ascii_uppercase()),
+            )
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_field",
+                    format!("unknown status {status:?}"),
+                )
+            })?,
+        ),
+    };
     let views: Vec<_> = handles
         .state
         .list()
         .await?
         .iter()
+        .filter(|s| wanted.is_none_or(|status| s.instance.status == status))
         .map(|s| s.view())
         .collect();
     Ok(HttpResponse::Ok().json(views))
+}
+
+/// Where clients find an instance's members now.
+#[derive(Debug, Serialize)]
+struct Endpoints {
+    /// `host:port` of the running master, if it runs.
+    master: Option<String>,
+    /// `host:port` of every running replica.
+    replicas: Vec<String>,
+}
+
+async fn get_endpoints(
+    path: web::Path<String>,
+    handles: web::Data<ApiHandles>,
+) -> Result<HttpResponse, ApiError> {
+    let name = checked_name(path)?;
+    let Some(state) = handles.state.get(&name).await? else {
+        return Err(ActorError::NotFound(name).into());
+    };
+    let view = state.view();
+    let running = |m: &&crate::domain::view::MemberView| m.state.as_deref() == Some("TASK_RUNNING");
+    let address = |m: &crate::domain::view::MemberView| {
+        m.endpoint().map(|(host, port)| format!("{host}:{port}"))
+    };
+    let master = view
+        .members
+        .iter()
+        .filter(running)
+        .find(|m| m.role == mesos_stateful_store::records::Role::Master)
+        .and_then(address);
+    let replicas = view
+        .members
+        .iter()
+        .filter(running)
+        .filter(|m| m.role == mesos_stateful_store::records::Role::Replica)
+        .filter_map(address)
+        .collect();
+    Ok(HttpResponse::Ok().json(Endpoints { master, replicas }))
+}
+
+/// Ready when subscribed to Mesos (the state was loaded before the server started).
+async fn ready(handles: web::Data<ApiHandles>) -> HttpResponse {
+    match handles.mesos.subscribed_master() {
+        Some(_) => HttpResponse::Ok().json(serde_json::json!({"ready": true})),
+        None => HttpResponse::ServiceUnavailable().json(ErrorBody {
+            code: "not_ready",
+            message: "not subscribed to Mesos".to_string(),
+        }),
+    }
+}
+
+async fn info(handles: web::Data<ApiHandles>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "framework_id": handles.mesos.framework_id(),
+        "master": handles.mesos.subscribed_master(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
 }
 
 fn checked_name(path: web::Path<String>) -> Result<String, ApiError> {

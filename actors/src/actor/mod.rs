@@ -150,6 +150,7 @@ impl System {
                 destroyer: destroyer.clone(),
                 state: state.clone(),
                 maintainer: maintainer.clone(),
+                mesos: mesos.clone(),
                 metrics: metrics.clone(),
             },
         )

@@ -439,6 +439,7 @@ async fn rest_api_answers_and_refuses_bad_requests() {
                 destroyer: system.destroyer.clone(),
                 state: system.state.clone(),
                 maintainer: system.maintainer.clone(),
+                mesos: Arc::new(mesos.clone()),
                 metrics: system.metrics.clone(),
             }))
             .configure(configure),

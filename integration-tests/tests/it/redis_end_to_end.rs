@@ -114,6 +114,15 @@ async fn redis_master_and_replica_replicate_and_are_deleted() {
     );
     let (master, replica) = (endpoint(&members[0]), endpoint(&members[1]));
 
+    let endpoints: Value = http
+        .get(format!("{api}/v1/instances/{INSTANCE}/endpoints"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(endpoints, json!({"master": master.clone(), "replicas": [replica.clone()]}));
     assert!(redis_command(&master, "PING").unwrap().starts_with("+PONG"));
     wait_for(
         "the replica's link to the master",

@@ -265,6 +265,10 @@ impl MesosCalls for MesosClient {
     fn framework_id(&self) -> Option<String> {
         self.shared.known_framework_id()
     }
+
+    fn subscribed_master(&self) -> Option<String> {
+        MesosClient::subscribed_master(self)
+    }
 }
 
 #[cfg(test)]
