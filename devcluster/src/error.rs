@@ -47,6 +47,14 @@ pub enum DevClusterError {
     /// The embedded protobuf descriptors cannot be used.
     #[error("protobuf descriptors: {0}")]
     Descriptors(String),
+    /// An agent could not be restarted.
+    #[error("restarting agent {index}: {reason}")]
+    AgentRestart {
+        /// The agent's index.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
     /// The dedicated runtime thread of a [`crate::DevClusterThread`] failed.
     #[error("devcluster runtime thread: {0}")]
     Thread(String),

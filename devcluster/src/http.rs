@@ -68,17 +68,41 @@ pub enum Role {
     Agent(usize),
 }
 
-/// Accepts connections on `listener` until `shutdown` turns true; open connections
-/// are dropped at that moment too.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    role: Role,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// What stops a server and its open connections: the cluster's shutdown, and for an
+/// agent also its restart. Each is a watch channel that turns true (or whose sender
+/// is dropped).
+#[derive(Debug, Clone)]
+pub struct Stop {
+    receivers: Vec<watch::Receiver<bool>>,
+}
+
+impl Stop {
+    /// Stops when any of `receivers` turns true.
+    pub fn new(receivers: Vec<watch::Receiver<bool>>) -> Stop {
+        Stop { receivers }
+    }
+
+    /// Completes once any receiver has turned true or lost its sender.
+    async fn wait(&mut self) {
+        if self.receivers.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = self.receivers.iter_mut().map(|receiver| {
+            Box::pin(async move {
+                let _ = receiver.wait_for(|stopped| *stopped).await;
+            })
+        });
+        futures_util::future::select_all(waits).await;
+    }
+}
+
+/// Accepts connections on `listener` until `stop` fires; open connections are
+/// dropped at that moment too, and the listener is closed when this returns.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, role: Role, stop: Stop) {
+    let mut stopped = stop.clone();
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = stopped.wait() => break,
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
@@ -88,7 +112,7 @@ pub async fn serve(
                     }
                 };
                 let shared = shared.clone();
-                let mut shutdown = shutdown.clone();
+                let mut stop = stop.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let shared = shared.clone();
@@ -102,7 +126,7 @@ pub async fn serve(
                                 tracing::debug!(%error, "connection ended with an error");
                             }
                         }
-                        _ = shutdown.changed() => {}
+                        _ = stop.wait() => {}
                     }
                 });
             }

@@ -9,12 +9,14 @@
 //!
 //! # Layout
 //! - [`DevCluster`] / [`DevClusterThread`]: start and stop a cluster on the current
-//!   tokio runtime or on a thread of its own.
+//!   tokio runtime or on a thread of its own, and restart one of its agents
+//!   ([`DevCluster::restart_agent`]) as a checkpointing Mesos agent restarts.
 //! - `cluster`: the whole state as one synchronous struct (frameworks, offers, tasks,
 //!   executors, status update streams) with one method per call and timer. Command
 //!   tasks (TaskInfo with `command`, no `executor`) run under the agent's built-in
 //!   command executor (`cluster::command_task`), which reports their states as
-//!   Mesos's command executor does.
+//!   Mesos's command executor does. `cluster::recovery` holds agent restarts: the
+//!   recovering phase, executor re-registration and its timeout.
 //! - `resources`, `allocator`, `status_updates`, `validation`: the domain rules
 //!   (resource arithmetic with port ranges, offer filters, per-task update streams,
 //!   request checks), each with table tests.
@@ -82,6 +84,10 @@ pub struct DevClusterConfig {
     /// `ExecutorInfo.shutdown_grace_period` says otherwise (Mesos: 5 s); also the
     /// grace between SIGTERM and SIGKILL of command tasks killed by a shutdown.
     pub executor_shutdown_grace_period: Duration,
+    /// How long a restarted agent waits for its executors to re-subscribe before it
+    /// destroys them (Mesos: 2 s, at most 15 s); also the executors'
+    /// `MESOS_SUBSCRIPTION_BACKOFF_MAX`.
+    pub executor_reregistration_timeout: Duration,
 }
 
 impl Default for DevClusterConfig {
@@ -95,6 +101,7 @@ impl Default for DevClusterConfig {
             status_update_retry_interval: Duration::from_secs(10),
             executor_registration_timeout: Duration::from_secs(60),
             executor_shutdown_grace_period: Duration::from_secs(5),
+            executor_reregistration_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -137,8 +144,56 @@ pub struct DevCluster {
     agent_addrs: Vec<SocketAddr>,
     /// Turning it true stops the servers and timers; they own receivers.
     shutdown: watch::Sender<bool>,
+    /// The master's server and the timers.
     tasks: Vec<JoinHandle<()>>,
+    /// Each agent's executor API server, by agent index. A std mutex held only to
+    /// take or put a server: a restart takes its agent's server out (`None` while the
+    /// agent is down) and puts the new one back; `shutdown` takes them all.
+    agent_servers: std::sync::Mutex<Vec<Option<AgentServer>>>,
     grace: Duration,
+}
+
+/// One agent's running executor API server.
+#[derive(Debug)]
+struct AgentServer {
+    /// Turning it true stops this server alone and drops its connections.
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl AgentServer {
+    /// Serves agent `index` on `listener` until the cluster shuts down or the server
+    /// is stopped.
+    fn start(
+        listener: TcpListener,
+        shared: Arc<http::Shared>,
+        index: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> AgentServer {
+        let (stop, stop_receiver) = watch::channel(false);
+        let task = tokio::spawn(http::serve(
+            listener,
+            shared,
+            http::Role::Agent(index),
+            http::Stop::new(vec![shutdown, stop_receiver]),
+        ));
+        AgentServer { stop, task }
+    }
+}
+
+/// How long a restarted agent keeps trying to bind its old port.
+const REBIND_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Binds `addr` with `SO_REUSEADDR`, so that an agent can listen again on its port
+/// while connections of its previous life linger in TIME_WAIT.
+fn bind_reusing(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 fn reachable(addr: SocketAddr) -> SocketAddr {
@@ -211,27 +266,29 @@ impl DevCluster {
             status_update_retry_interval: config.status_update_retry_interval,
             executor_registration_timeout: config.executor_registration_timeout,
             executor_shutdown_grace_period: config.executor_shutdown_grace_period,
+            executor_reregistration_timeout: config.executor_reregistration_timeout,
             work_dir: config.work_dir.clone(),
         };
         let cluster = cluster::Cluster::new(settings, master_addr, setups, Instant::now());
         let shared = Arc::new(http::Shared::new(cluster));
         let (shutdown, shutdown_receiver) = watch::channel(false);
-        let mut tasks = vec![
+        let tasks = vec![
             tokio::spawn(http::serve(
                 master_listener,
                 shared.clone(),
                 http::Role::Master,
-                shutdown_receiver.clone(),
+                http::Stop::new(vec![shutdown_receiver.clone()]),
             )),
             tokio::spawn(http::run_timers(shared.clone(), shutdown_receiver.clone())),
         ];
         let mut agent_addrs = Vec::new();
+        let mut agent_servers = Vec::new();
         for (index, (listener, endpoint)) in agent_listeners.into_iter().enumerate() {
             agent_addrs.push(endpoint);
-            tasks.push(tokio::spawn(http::serve(
+            agent_servers.push(Some(AgentServer::start(
                 listener,
                 shared.clone(),
-                http::Role::Agent(index),
+                index,
                 shutdown_receiver.clone(),
             )));
         }
@@ -242,8 +299,93 @@ impl DevCluster {
             agent_addrs,
             shutdown,
             tasks,
+            agent_servers: std::sync::Mutex::new(agent_servers),
             grace: config.executor_shutdown_grace_period,
         })
+    }
+
+    fn agent_servers(&self) -> std::sync::MutexGuard<'_, Vec<Option<AgentServer>>> {
+        // The guarded vector is consistent after any panic: slots are only swapped.
+        self.agent_servers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Restarts agent `index` as a checkpointing Mesos agent restarts: its executor
+    /// API stops listening and every open executor stream is dropped (the executor
+    /// processes keep running), for `down_for`; then it listens again on the same
+    /// port, recovering. While recovering, executors may SUBSCRIBE again
+    /// (re-registration) and UPDATE / MESSAGE calls get 503. Recovery completes
+    /// `executor_reregistration_timeout` after the agent came back: executors that
+    /// did not re-subscribe are killed and their tasks become TASK_LOST (TASK_GONE
+    /// for partition-aware frameworks) with REASON_EXECUTOR_REREGISTRATION_TIMEOUT.
+    /// Executors of frameworks without checkpointing are killed when the agent goes
+    /// down. The master keeps the agent registered throughout.
+    ///
+    /// Returns once the agent listens again (recovery still running). If the port
+    /// cannot be bound again, the agent stays down and the error says so.
+    pub async fn restart_agent(
+        &self,
+        index: usize,
+        down_for: Duration,
+    ) -> Result<(), DevClusterError> {
+        let restart_error = |reason: &str| DevClusterError::AgentRestart {
+            index,
+            reason: reason.to_string(),
+        };
+        let addr = *self
+            .agent_addrs
+            .get(index)
+            .ok_or_else(|| restart_error("no such agent"))?;
+        let server = {
+            let mut servers = self.agent_servers();
+            let running = self
+                .shared
+                .lock()
+                .agent_phase(index)
+                .is_some_and(|phase| phase.can_restart());
+            if !running {
+                return Err(restart_error("the agent is still down or recovering"));
+            }
+            servers
+                .get_mut(index)
+                .and_then(Option::take)
+                .ok_or_else(|| restart_error("the agent is already restarting"))?
+        };
+        tracing::info!(agent = index, down_for = ?down_for, "restarting agent");
+        let effects = self.shared.lock().agent_down(index);
+        http::run_effects(&self.shared, effects);
+        let _ = server.stop.send(true);
+        // The serve loop owns the listener: once it has ended, the port is closed.
+        let _ = server.task.await;
+
+        tokio::time::sleep(down_for).await;
+
+        let deadline = Instant::now() + REBIND_PATIENCE;
+        let listener = loop {
+            match bind_reusing(addr) {
+                Ok(listener) => break listener,
+                Err(source) if Instant::now() >= deadline => {
+                    return Err(DevClusterError::Bind { addr, source });
+                }
+                Err(error) => {
+                    tracing::debug!(%error, %addr, "agent port not free yet, retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        self.shared.lock().agent_back(index, Instant::now());
+        let server = AgentServer::start(
+            listener,
+            self.shared.clone(),
+            index,
+            self.shutdown.subscribe(),
+        );
+        if let Some(slot) = self.agent_servers().get_mut(index) {
+            *slot = Some(server);
+        }
+        tracing::info!(agent = index, %addr, "agent listening again, recovering");
+        Ok(())
     }
 
     /// The master's base URL, e.g. `http://127.0.0.1:5050`.
@@ -278,7 +420,13 @@ impl DevCluster {
             process::signal_group(pid, "KILL").await;
         }
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
+        let agent_tasks: Vec<JoinHandle<()>> = self
+            .agent_servers()
+            .iter_mut()
+            .filter_map(Option::take)
+            .map(|server| server.task)
+            .collect();
+        for task in self.tasks.into_iter().chain(agent_tasks) {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
         tracing::info!("devcluster stopped");
@@ -305,16 +453,50 @@ pub struct DevClusterThread {
     agent_urls: Vec<String>,
     /// Dropping or firing it makes the thread shut the cluster down and exit.
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Requests for the cluster on the thread, handled one at a time.
+    commands: tokio::sync::mpsc::UnboundedSender<ThreadCommand>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 type Started = Result<(String, Vec<String>), DevClusterError>;
+
+/// A request to the cluster running on a [`DevClusterThread`].
+#[derive(Debug)]
+enum ThreadCommand {
+    /// [`DevCluster::restart_agent`], answered on `reply`.
+    RestartAgent {
+        index: usize,
+        down_for: Duration,
+        reply: std::sync::mpsc::Sender<Result<(), DevClusterError>>,
+    },
+}
+
+/// The thread's body once the cluster serves: handles commands until stopped.
+async fn serve_commands(
+    cluster: &DevCluster,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+    mut commands: tokio::sync::mpsc::UnboundedReceiver<ThreadCommand>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            command = commands.recv() => match command {
+                Some(ThreadCommand::RestartAgent { index, down_for, reply }) => {
+                    let _ = reply.send(cluster.restart_agent(index, down_for).await);
+                }
+                // The handle is gone, and with it the stop sender.
+                None => return,
+            },
+        }
+    }
+}
 
 impl DevClusterThread {
     /// Starts the thread and waits until the cluster serves (or failed to start).
     pub fn spawn(config: DevClusterConfig) -> Result<DevClusterThread, DevClusterError> {
         let (ready_sender, ready) = std::sync::mpsc::channel::<Started>();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (commands, command_receiver) = tokio::sync::mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("devcluster".into())
             .spawn(move || {
@@ -335,7 +517,7 @@ impl DevClusterThread {
                         Ok(cluster) => {
                             let urls = (cluster.master_url(), cluster.agent_urls());
                             let _ = ready_sender.send(Ok(urls));
-                            let _ = stopped.await;
+                            serve_commands(&cluster, stopped, command_receiver).await;
                             cluster.shutdown().await;
                         }
                         Err(error) => {
@@ -350,6 +532,7 @@ impl DevClusterThread {
                 master_url,
                 agent_urls,
                 stop: Some(stop),
+                commands,
                 thread: Some(thread),
             }),
             Ok(Err(error)) => {
@@ -373,6 +556,21 @@ impl DevClusterThread {
     /// The agents' base URLs.
     pub fn agent_urls(&self) -> Vec<String> {
         self.agent_urls.clone()
+    }
+
+    /// [`DevCluster::restart_agent`] on the cluster's thread; blocks the caller until
+    /// the agent listens again (about `down_for`).
+    pub fn restart_agent(&self, index: usize, down_for: Duration) -> Result<(), DevClusterError> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        let gone = || DevClusterError::Thread("the cluster thread has stopped".into());
+        self.commands
+            .send(ThreadCommand::RestartAgent {
+                index,
+                down_for,
+                reply,
+            })
+            .map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
     }
 
     /// Shuts the cluster down and waits for the thread to end.

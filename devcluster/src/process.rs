@@ -41,6 +41,9 @@ pub struct SpawnRequest {
     pub environment: Vec<(String, String)>,
 }
 
+/// Mesos refuses an `--executor_reregistration_timeout` above 15 s.
+pub const MAX_REREGISTRATION_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Inputs of [`executor_environment`].
 #[derive(Debug)]
 pub struct EnvironmentParams<'a> {
@@ -58,6 +61,9 @@ pub struct EnvironmentParams<'a> {
     pub checkpoint: bool,
     /// `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`.
     pub shutdown_grace_period: Duration,
+    /// The agent's executor re-registration timeout, given as
+    /// `MESOS_SUBSCRIPTION_BACKOFF_MAX` (at most 15 s, as Mesos caps it).
+    pub reregistration_timeout: Duration,
     /// `CommandInfo.environment`, applied last.
     pub command_environment: Option<&'a Environment>,
     /// Variables passed through from devcluster's environment.
@@ -122,7 +128,14 @@ pub fn executor_environment(params: &EnvironmentParams<'_>) -> Vec<(String, Stri
     ];
     if params.checkpoint {
         env.push(("MESOS_RECOVERY_TIMEOUT".into(), "15mins".into()));
-        env.push(("MESOS_SUBSCRIPTION_BACKOFF_MAX".into(), "2secs".into()));
+        env.push((
+            "MESOS_SUBSCRIPTION_BACKOFF_MAX".into(),
+            format_duration(
+                params
+                    .reregistration_timeout
+                    .min(MAX_REREGISTRATION_TIMEOUT),
+            ),
+        ));
     }
     let mut set = |name: &str, value: String| match env.iter_mut().find(|(n, _)| n == name) {
         Some(entry) => entry.1 = value,
@@ -282,6 +295,7 @@ mod tests {
             sandbox: Path::new("/tmp/sb"),
             checkpoint,
             shutdown_grace_period: Duration::from_secs(5),
+            reregistration_timeout: Duration::from_secs(2),
             command_environment: command,
             host_environment: host,
         })

@@ -6,6 +6,13 @@
 //! (their answers) and task workers (task states, then their exit). Nothing else
 //! mutates the state, so no locks are needed.
 //!
+//! Framework MESSAGE events carry a `SchedulerMessage`; its `RunCommand` runs in the
+//! task's container once per command id (the loop's [`CommandTable`]) and every copy
+//! is answered with an executor MESSAGE carrying `ExecutorMessage{command_result}`.
+//! Workers send their stats the same way (`ExecutorMessage{stats}`), and health
+//! changes as TASK_RUNNING updates with `healthy` set. MESSAGE calls are best effort:
+//! one that fails, or comes while unsubscribed, is dropped.
+//!
 //! Paths to exit: every launched task terminal and acknowledged
 //! ([`ExitReason::TasksFinished`]); SHUTDOWN event or signal, once tasks are stopped
 //! and their updates acknowledged or the grace period is over; the stream broke
@@ -18,9 +25,14 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use mesos_stateful_proto::stateful::{
+    executor_message, scheduler_message, CommandResult, ExecutorMessage, RunCommand,
+    SchedulerMessage,
+};
 use mesos_stateful_proto::v1::executor::{call, event, Event};
 use mesos_stateful_proto::v1::task_status::{Reason, Source};
 use mesos_stateful_proto::v1::{self, KillPolicy, TaskId, TaskInfo, TaskState, TaskStatus};
+use mesos_stateful_proto::Message;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -29,7 +41,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::agent::{AgentClient, AgentError};
 use crate::config::Config;
-use crate::task::worker::{run_task, LazyDocker};
+use crate::task::commands::{run_command, Admission, CommandTable};
+use crate::task::worker::{run_task, LazyDocker, WorkerReport};
 use crate::task::{kill_grace_period, plan_container, Outcome, Owner};
 use crate::updates::{Acknowledgement, UpdateTracker};
 use crate::Error;
@@ -85,8 +98,13 @@ enum LoopMsg {
         uuid: Bytes,
         result: Result<(), AgentError>,
     },
-    /// A worker reached a new task state.
-    TaskChanged { task_id: TaskId, outcome: Outcome },
+    /// A worker reported something (a new state, its container, health, stats).
+    Worker {
+        task_id: TaskId,
+        report: WorkerReport,
+    },
+    /// A scheduler's command finished.
+    CommandDone { result: CommandResult },
     /// A worker ended (after its terminal state).
     WorkerExited { task_id: TaskId },
 }
@@ -111,6 +129,10 @@ struct Worker {
     kill: watch::Sender<Option<Duration>>,
     /// The task's own kill policy, the fallback for kills that carry none.
     task_policy: Option<KillPolicy>,
+    /// The id of the task's container once it runs.
+    container: Option<String>,
+    /// The task's last known health, carried by all its later updates.
+    healthy: Option<bool>,
 }
 
 /// An exit in progress.
@@ -150,6 +172,8 @@ pub struct Executor {
     failed_sends: Vec<Bytes>,
     stopping: Option<Stopping>,
     outcome: Option<Result<ExitReason, Error>>,
+    /// The scheduler's commands, running or recently run.
+    commands: CommandTable,
 }
 
 impl Executor {
@@ -178,6 +202,7 @@ impl Executor {
             failed_sends: Vec::new(),
             stopping: None,
             outcome: None,
+            commands: CommandTable::default(),
         }
     }
 
@@ -239,7 +264,14 @@ impl Executor {
                 debug!("message from an old subscription ignored")
             }
             LoopMsg::UpdateAnswered { uuid, result } => self.on_update_answered(uuid, result),
-            LoopMsg::TaskChanged { task_id, outcome } => self.report(task_id, outcome),
+            LoopMsg::Worker { task_id, report } => self.on_worker_report(task_id, report),
+            LoopMsg::CommandDone { result } => {
+                let copies = self.commands.finish(result.clone());
+                debug!(command = %result.command_id, copies, "command finished");
+                for _ in 0..copies {
+                    self.send_command_result(result.clone());
+                }
+            }
             LoopMsg::WorkerExited { task_id } => {
                 self.workers.remove(&task_id);
             }
@@ -270,10 +302,10 @@ impl Executor {
                 Some(ack) => self.on_acknowledged(ack.task_id, ack.uuid),
                 None => warn!("ACKNOWLEDGED event without content ignored"),
             },
-            event::Type::Message => {
-                let n_bytes = event.message.map(|m| m.data.len()).unwrap_or(0);
-                info!(n_bytes, "message from the scheduler ignored");
-            }
+            event::Type::Message => match event.message {
+                Some(message) => self.on_scheduler_message(message.data),
+                None => warn!("MESSAGE event without content ignored"),
+            },
             event::Type::Error => {
                 let message = event.error.map(|e| e.message).unwrap_or_default();
                 warn!(%message, "agent reported an error");
@@ -331,21 +363,144 @@ impl Executor {
         let docker = self.docker.clone();
         let sandbox = self.config.sandbox_directory.clone();
         let worker_task_id = task_id.clone();
+        let health_kill_grace = kill_grace_period(
+            None,
+            task_policy.as_ref(),
+            self.config.shutdown_grace_period,
+        );
         tokio::spawn(async move {
             let reporter = inbox.clone();
             let reported_id = worker_task_id.clone();
-            run_task(docker, plan, sandbox, kill_receiver, move |outcome| {
-                let _ = reporter.send(LoopMsg::TaskChanged {
-                    task_id: reported_id.clone(),
-                    outcome,
-                });
-            })
+            run_task(
+                docker,
+                plan,
+                sandbox,
+                kill_receiver,
+                health_kill_grace,
+                move |report| {
+                    let _ = reporter.send(LoopMsg::Worker {
+                        task_id: reported_id.clone(),
+                        report,
+                    });
+                },
+            )
             .await;
             let _ = inbox.send(LoopMsg::WorkerExited {
                 task_id: worker_task_id,
             });
         });
-        self.workers.insert(task_id, Worker { kill, task_policy });
+        self.workers.insert(
+            task_id,
+            Worker {
+                kill,
+                task_policy,
+                container: None,
+                healthy: None,
+            },
+        );
+    }
+
+    fn on_worker_report(&mut self, task_id: TaskId, report: WorkerReport) {
+        match report {
+            WorkerReport::State(outcome) => self.report(task_id, outcome),
+            WorkerReport::Container(id) => {
+                if let Some(worker) = self.workers.get_mut(&task_id) {
+                    worker.container = Some(id);
+                }
+            }
+            WorkerReport::Health { healthy, detail } => {
+                if let Some(worker) = self.workers.get_mut(&task_id) {
+                    worker.healthy = Some(healthy);
+                }
+                let message = match (healthy, detail) {
+                    (true, _) => "task is healthy".to_owned(),
+                    (false, Some(detail)) => format!("task is unhealthy: {detail}"),
+                    (false, None) => "task is unhealthy".to_owned(),
+                };
+                self.report(
+                    task_id,
+                    Outcome {
+                        state: TaskState::TaskRunning,
+                        reason: Some(Reason::TaskHealthCheckStatusUpdated),
+                        message,
+                    },
+                );
+            }
+            WorkerReport::Message(data) => self.send_message(data),
+        }
+    }
+
+    /// Handles the data of a framework MESSAGE: a `SchedulerMessage`, or ignored.
+    fn on_scheduler_message(&mut self, data: Bytes) {
+        match SchedulerMessage::decode(data.clone()) {
+            Ok(SchedulerMessage {
+                payload: Some(scheduler_message::Payload::RunCommand(run)),
+            }) => self.on_run_command(run),
+            Ok(SchedulerMessage { payload: None }) => {
+                warn!(
+                    n_bytes = data.len(),
+                    "scheduler message without payload ignored"
+                )
+            }
+            Err(err) => {
+                warn!(n_bytes = data.len(), error = %err, "undecodable scheduler message ignored")
+            }
+        }
+    }
+
+    fn on_run_command(&mut self, run: RunCommand) {
+        match self.commands.admit(&run.command_id) {
+            Admission::Answer(result) => {
+                debug!(command = %run.command_id, "repeated command answered from its result");
+                self.send_command_result(result);
+            }
+            Admission::Wait => {
+                debug!(command = %run.command_id, "repeated command waits for its first run")
+            }
+            Admission::Run => {
+                info!(command = %run.command_id, task = %run.task_id, argv = ?run.argv, "running command");
+                let container = self
+                    .workers
+                    .get(&TaskId {
+                        value: run.task_id.clone(),
+                    })
+                    .and_then(|worker| worker.container.clone());
+                let docker = self.docker.clone();
+                let inbox = self.inbox.clone();
+                tokio::spawn(async move {
+                    let client = match container {
+                        Some(_) => docker.get().await.map_err(|err| err.to_string()),
+                        None => Err("no container".to_owned()),
+                    };
+                    let result = run_command(client, container, &run).await;
+                    let _ = inbox.send(LoopMsg::CommandDone { result });
+                });
+            }
+        }
+    }
+
+    fn send_command_result(&mut self, result: CommandResult) {
+        let message = ExecutorMessage {
+            payload: Some(executor_message::Payload::CommandResult(result)),
+        };
+        self.send_message(Bytes::from(message.encode_to_vec()));
+    }
+
+    /// Sends `data` to the scheduler in a MESSAGE call, best effort.
+    fn send_message(&mut self, data: Bytes) {
+        if !matches!(self.connection, Connection::Subscribed) {
+            debug!(
+                n_bytes = data.len(),
+                "not subscribed; message to the scheduler dropped"
+            );
+            return;
+        }
+        let agent = self.agent.clone();
+        tokio::spawn(async move {
+            if let Err(err) = agent.message(data).await {
+                warn!(error = %err, "message to the scheduler not delivered");
+            }
+        });
     }
 
     fn on_launch_group(&mut self, tasks: Vec<TaskInfo>) {
@@ -563,6 +718,7 @@ impl Executor {
             message = %outcome.message,
             "task status"
         );
+        let healthy = self.workers.get(&task_id).and_then(|worker| worker.healthy);
         let status = TaskStatus {
             task_id,
             state: outcome.state as i32,
@@ -574,6 +730,7 @@ impl Executor {
             }),
             timestamp: Some(unix_seconds()),
             uuid: Some(Bytes::copy_from_slice(uuid::Uuid::new_v4().as_bytes())),
+            healthy,
             ..Default::default()
         };
         self.tracker.push(status);

@@ -7,8 +7,11 @@
 //! socket, through which it pulls the task's image when it is missing, creates,
 //! watches, stops and removes the task's container, adopts a container left running
 //! by an earlier executor of the same task, and copies the container's logs into the
-//! sandbox before removing it. The client also runs commands in containers (exec) and
-//! samples their resource usage (stats) for callers that need them.
+//! sandbox before removing it. While a task runs, the executor sends its stats (and
+//! the facts its facts command prints) to the scheduler in executor MESSAGE calls,
+//! runs its Mesos health check and reports health changes (killing the task after too
+//! many failures), and runs the scheduler's `RunCommand`s in its container once per
+//! command id, answering each copy with the same `CommandResult`.
 //!
 //! # Layout
 //! - [`config`]: the environment the agent sets (`MESOS_*`, `DOCKER_HOST`), durations.
@@ -19,7 +22,9 @@
 //! - [`updates`]: unacknowledged status updates and tasks (plain, synchronous).
 //! - [`task`]: the container plan for a task, exit-to-state mapping, and the async
 //!   launch (adopt, pull, create, start), kill (save logs, stop, remove) and per-task
-//!   worker.
+//!   worker; `stats.rs` (facts parsing, stats messages), `health.rs` (the
+//!   `HealthTracker` decisions and the probes) and `commands.rs` (the idempotent
+//!   `CommandTable` and command runs).
 //! - [`executor`]: the event loop tying them together.
 //! - `main.rs`: the thin `mesos-stateful-executor` binary.
 //!

@@ -134,6 +134,10 @@ pub struct TaskRecord {
     /// Result of the task's health check, once one has run.
     #[serde(default)]
     pub healthy: Option<bool>,
+    /// W3C `traceparent` of the span that launched (or queued) this task, so its
+    /// status updates join the trace of the request that caused it.
+    #[serde(default)]
+    pub trace_parent: Option<String>,
     /// Bumped on every write of this record.
     pub version: u64,
 }

@@ -455,6 +455,7 @@ mod tests {
             state: None,
             message: None,
             healthy: None,
+            trace_parent: None,
             version: 1,
         }
     }

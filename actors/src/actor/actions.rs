@@ -16,6 +16,7 @@ pub(crate) async fn carry_out(
     mut state: InstanceState,
     actions: Vec<Action>,
 ) -> Result<(), ActorError> {
+    let trace_parent = crate::telemetry::traceparent(&tracing::Span::current());
     for action in actions {
         match action {
             Action::StartReplicas => {
@@ -36,6 +37,7 @@ pub(crate) async fn carry_out(
                         state: None,
                         message: Some("waiting for an offer".to_string()),
                         healthy: None,
+                        trace_parent: trace_parent.clone(),
                         version: 0,
                     })
                     .collect();
@@ -52,6 +54,7 @@ pub(crate) async fn carry_out(
                         role: Role::Replica,
                         resources: spec.resources,
                         colocate: false,
+                        trace_parent: trace_parent.clone(),
                     })
                     .collect();
                 for task in new {

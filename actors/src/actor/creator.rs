@@ -84,6 +84,9 @@ impl Handler<Traced<CreateInstance>> for Creator {
         let started = std::time::Instant::now();
         let create = async move {
             let CreateInstance { name, spec } = msg.message;
+            // Carried by the master's record and job, so its launch and its status
+            // updates join this request's trace.
+            let trace_parent = crate::telemetry::traceparent(&tracing::Span::current());
             let created_at_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -110,6 +113,7 @@ impl Handler<Traced<CreateInstance>> for Creator {
                 state: None,
                 message: Some("waiting for an offer".to_string()),
                 healthy: None,
+                trace_parent: trace_parent.clone(),
                 version: 0,
             };
             let job = LaunchJob {
@@ -119,6 +123,7 @@ impl Handler<Traced<CreateInstance>> for Creator {
                 role: Role::Master,
                 resources: spec.resources,
                 colocate: false,
+                trace_parent: trace_parent.clone(),
             };
             let created = state.create(instance, vec![master]).await?;
             tracing::info!(instance = %name, "instance created");

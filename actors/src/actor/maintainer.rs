@@ -27,7 +27,9 @@ use crate::domain::launch::executor_id;
 use crate::domain::lifecycle;
 use crate::domain::view::MemberView;
 use crate::mesos::{calls, MesosCalls};
-use crate::telemetry::{handler_span, observe, MessageName, Metrics, StateLabels, Traced};
+use crate::telemetry::{
+    handler_span, link_to, observe, set_remote_parent, MessageName, Metrics, StateLabels, Traced,
+};
 use crate::workload::Workload;
 use crate::ActorError;
 
@@ -218,6 +220,30 @@ impl UpdateWorker {
             return Ok(());
         };
 
+        // The rest joins the trace that launched the task (the request that created
+        // the member), linked to the Mesos event that carried the update.
+        let update_span = handler_span(ACTOR, "ApplyUpdate", &tracing::Span::none());
+        set_remote_parent(&update_span, record.trace_parent.as_deref());
+        link_to(&update_span, &tracing::Span::current());
+        update_span.record("instance", record.instance.as_str());
+        update_span.record("task_id", task_id.as_str());
+        tracing::Instrument::instrument(
+            self.apply_known(status, state, state_name, agent_id, instance, record),
+            update_span,
+        )
+        .await
+    }
+
+    async fn apply_known(
+        &self,
+        status: v1::TaskStatus,
+        state: v1::TaskState,
+        state_name: &'static str,
+        agent_id: Option<String>,
+        instance: InstanceState,
+        record: TaskRecord,
+    ) -> Result<(), ActorError> {
+        let task_id = status.task_id.value.clone();
         let previous = record.state.clone();
         let mut updated = record.clone();
         updated.state = Some(state_name.to_string());

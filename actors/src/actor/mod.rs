@@ -198,6 +198,7 @@ impl System {
                         role: task.role,
                         resources: state.instance.spec.resources,
                         colocate: false,
+                        trace_parent: task.trace_parent.clone(),
                     });
                 }
             }

@@ -22,7 +22,9 @@ use crate::domain::lifecycle;
 use crate::domain::offers::{match_offers, OfferSummary};
 use crate::domain::view::MemberView;
 use crate::mesos::{calls, MesosCalls};
-use crate::telemetry::{handler_span, observe, MessageName, Metrics, Traced};
+use crate::telemetry::{
+    handler_span, link_to, observe, set_remote_parent, traceparent, MessageName, Metrics, Traced,
+};
 use crate::workload::Workload;
 use crate::ActorError;
 
@@ -250,9 +252,19 @@ impl OfferRound {
                         .start_replica(&view, &member, placement.port, view.master())
                 }
             };
+            // The launch joins the trace of the request that queued the member; the
+            // offer round that placed it is linked.
+            let launch_span = handler_span(ACTOR, "Launch", &tracing::Span::none());
+            set_remote_parent(&launch_span, placement.job.trace_parent.as_deref());
+            link_to(&launch_span, &tracing::Span::current());
+            launch_span.record("instance", placement.job.instance.as_str());
+            launch_span.record("task_id", placement.job.task_id.as_str());
+            launch_span.record("offer_id", placement.offer_id.as_str());
+            launch_span.record("agent_id", placement.agent_id.as_str());
+            let launch_parent = traceparent(&launch_span);
             let offer = offers.iter().find(|o| o.id.value == placement.offer_id);
             let allocation = offer.and_then(allocation_of);
-            let task = launch::task_info(
+            let mut task = launch::task_info(
                 placement,
                 &plan,
                 &framework_id,
@@ -260,12 +272,25 @@ impl OfferRound {
                 &self.executor,
                 allocation.as_ref(),
             );
+            if let Some(parent) = &launch_parent {
+                // The executor's spans join the trace through this label.
+                if let Some(labels) = &mut task.labels {
+                    labels.labels.push(v1::Label {
+                        key: "traceparent".to_string(),
+                        value: Some(parent.clone()),
+                    });
+                }
+            }
+            drop(launch_span);
             let mut record = record.clone();
             record.agent_id = Some(placement.agent_id.clone());
             record.hostname = Some(placement.hostname.clone());
             record.port = Some(placement.port);
             record.state = Some(lifecycle::state_name(v1::TaskState::TaskStaging).to_string());
             record.message = None;
+            if launch_parent.is_some() {
+                record.trace_parent = launch_parent;
+            }
             placed_records.push(record);
             tasks_by_offer
                 .entry(placement.offer_id.clone())

@@ -263,6 +263,7 @@ mod tests {
                     disk: 64.0,
                 },
                 colocate: false,
+                trace_parent: None,
             },
             offer_id: "o1".into(),
             agent_id: "a1".into(),

@@ -103,6 +103,7 @@ mod tests {
             state: state.map(String::from),
             message: None,
             healthy: None,
+            trace_parent: None,
             version: 1,
         }
     }

@@ -91,6 +91,8 @@ pub struct LaunchJob {
     /// when no other agent fits. The OfferManager allows it once no other agent is
     /// known, or once the member has waited long enough for one.
     pub colocate: bool,
+    /// W3C `traceparent` of the span that queued the job, if spans are exported.
+    pub trace_parent: Option<String>,
 }
 
 /// One job placed on one offer.
@@ -296,6 +298,7 @@ mod tests {
                 disk: 10.0,
             },
             colocate: true,
+            trace_parent: None,
         }
     }
 

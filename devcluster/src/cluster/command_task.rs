@@ -166,6 +166,7 @@ impl Cluster {
             sandbox: &sandbox,
             checkpoint: framework_info.checkpoint.unwrap_or(false),
             shutdown_grace_period: settings.executor_shutdown_grace_period,
+            reregistration_timeout: settings.executor_reregistration_timeout,
             command_environment: command.environment.as_ref(),
             host_environment: &crate::process::host_passthrough(),
         });
@@ -193,6 +194,7 @@ impl Cluster {
                     kill_policy: task.kill_policy,
                     killed: false,
                 }),
+                awaiting_reregistration: false,
             },
         );
         vec![Effect::SpawnExecutor(Box::new(SpawnRequest {

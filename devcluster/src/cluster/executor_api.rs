@@ -8,6 +8,7 @@ use mesos_stateful_proto::v1::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::recovery::loses_tasks;
 use super::{agent_status, shutdown_executor, Cluster, Effect, Executor};
 use crate::validation::Rejection;
 
@@ -52,8 +53,21 @@ impl Cluster {
             .ok_or_else(|| Rejection::new(StatusCode::BAD_REQUEST, "Executor cannot be found"))
     }
 
+    /// Refuses UPDATE and MESSAGE while agent `index` has not finished recovery.
+    fn check_recovered(&self, index: usize) -> Result<(), Rejection> {
+        match self.agents.get(index) {
+            Some(agent) if !agent.phase.can_accept_executor_calls() => Err(Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Agent has not finished recovery",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// SUBSCRIBE from an executor on agent `index`: sends SUBSCRIBED and the queued
-    /// LAUNCH events on `sender`, and replays the executor's unacknowledged updates.
+    /// LAUNCH events on `sender`, and replays the executor's unacknowledged updates
+    /// (each is ACKNOWLEDGED to the executor; duplicates of queued updates are
+    /// dropped). After an agent restart this is the executor's re-registration.
     pub fn executor_subscribe(
         &mut self,
         index: usize,
@@ -65,8 +79,9 @@ impl Cluster {
         let agent_info = self.agents[index].info.clone();
         let agent_id = self.agents[index].id.clone();
         let executor = self.find_executor(index, &framework_id, &call.executor_id)?;
-        tracing::info!(executor_id = %call.executor_id.value, "executor subscribed");
+        tracing::info!(executor_id = %call.executor_id.value, reregistered = executor.awaiting_reregistration, "executor subscribed");
         executor.registration_deadline = None;
+        executor.awaiting_reregistration = false;
         connection.send(executor::Event {
             r#type: Some(executor::event::Type::Subscribed as i32),
             subscribed: Some(executor::event::Subscribed {
@@ -108,6 +123,16 @@ impl Cluster {
             if let Ok(state) = TaskState::try_from(status.state) {
                 executor.tasks.insert(status.task_id.clone(), state);
             }
+            if let (Some(connection), Some(uuid)) = (&executor.connection, &status.uuid) {
+                connection.send(executor::Event {
+                    r#type: Some(executor::event::Type::Acknowledged as i32),
+                    acknowledged: Some(executor::event::Acknowledged {
+                        task_id: status.task_id.clone(),
+                        uuid: uuid.clone(),
+                    }),
+                    ..Default::default()
+                });
+            }
         }
         for mut status in replayed {
             status.agent_id = Some(agent_id.clone());
@@ -124,6 +149,7 @@ impl Cluster {
         call: executor::Call,
         now: Instant,
     ) -> Result<(), Rejection> {
+        self.check_recovered(index)?;
         let framework_id = call.framework_id.clone();
         let agent_id = self.agents[index].id.clone();
         let executor = self.find_executor(index, &framework_id, &call.executor_id)?;
@@ -164,6 +190,7 @@ impl Cluster {
         index: usize,
         call: executor::Call,
     ) -> Result<(), Rejection> {
+        self.check_recovered(index)?;
         let framework_id = call.framework_id.clone();
         let agent_id = self.agents[index].id.clone();
         let executor = self.find_executor(index, &framework_id, &call.executor_id)?;
@@ -285,18 +312,21 @@ impl Cluster {
             .unwrap_or(task_status::Reason::ExecutorTerminated);
         tracing::info!(container_id, wait_status, "executor exited");
         self.command_task_exited(index, container_id, wait_status, now);
-        self.executor_gone(
-            index,
-            container_id,
-            Some(wait_status),
-            reason,
-            "executor terminated",
-            now,
-        );
+        let message = match reason {
+            task_status::Reason::ExecutorReregistrationTimeout => {
+                "executor did not re-register within the re-registration timeout"
+            }
+            task_status::Reason::AgentRestarted => {
+                "agent restarted and could not recover the executor"
+            }
+            _ => "executor terminated",
+        };
+        self.executor_gone(index, container_id, Some(wait_status), reason, message, now);
     }
 
     /// Removes an executor: its non-terminal tasks become TASK_FAILED (agent
-    /// updates with a uuid) and the framework gets a FAILURE event.
+    /// updates with a uuid), or TASK_LOST / TASK_GONE (partition-aware) when it was
+    /// destroyed by an agent restart, and the framework gets a FAILURE event.
     fn executor_gone(
         &mut self,
         index: usize,
@@ -323,6 +353,17 @@ impl Cluster {
             return;
         }
         let agent_id = self.agents[index].id.clone();
+        let state = if !loses_tasks(reason) {
+            TaskState::TaskFailed
+        } else if self
+            .frameworks
+            .get(&framework_id)
+            .is_some_and(|framework| framework.partition_aware())
+        {
+            TaskState::TaskGone
+        } else {
+            TaskState::TaskLost
+        };
         let mut failed: Vec<_> = executor
             .tasks
             .iter()
@@ -331,14 +372,7 @@ impl Cluster {
             .collect();
         failed.sort_by(|a, b| a.value.cmp(&b.value));
         for task_id in failed {
-            let status = agent_status(
-                &task_id,
-                TaskState::TaskFailed,
-                reason,
-                message,
-                &agent_id,
-                &executor_id,
-            );
+            let status = agent_status(&task_id, state, reason, message, &agent_id, &executor_id);
             self.push_agent_update(index, &framework_id, status, now);
         }
         if let Some(framework) = self.frameworks.get(&framework_id) {

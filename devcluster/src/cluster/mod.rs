@@ -13,7 +13,9 @@
 //! - A task is created by a valid LAUNCH and forgotten when its terminal update is
 //!   acknowledged or its framework is removed.
 //! - An executor is created by the first LAUNCH naming it and destroyed when its
-//!   process exits or fails to start.
+//!   process exits or fails to start. It is killed (and so destroyed when its process
+//!   exits) by a shutdown, a missed registration deadline, or an agent restart it did
+//!   not re-subscribe after (see `recovery`).
 //! - A command task (TaskInfo with `command` and no `executor`) gets the agent's
 //!   built-in command executor: an [`Executor`] entry whose ID is the task's, whose
 //!   process is the task's command itself, and which never speaks the executor API.
@@ -21,6 +23,7 @@
 
 mod command_task;
 mod executor_api;
+mod recovery;
 mod scheduler_api;
 
 use std::collections::{HashMap, HashSet};
@@ -40,6 +43,7 @@ use crate::resources::ResourceSet;
 use crate::status_updates::StatusUpdateManager;
 
 pub use executor_api::ExecutorConnection;
+pub use recovery::AgentPhase;
 
 /// Timing knobs of the cluster.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct Settings {
     pub executor_registration_timeout: Duration,
     /// Default grace period between an executor's SHUTDOWN and its SIGKILL.
     pub executor_shutdown_grace_period: Duration,
+    /// How long a restarted agent waits for its executors to re-subscribe.
+    pub executor_reregistration_timeout: Duration,
     /// Root of the sandboxes.
     pub work_dir: PathBuf,
 }
@@ -192,6 +198,9 @@ struct Executor {
     termination_reason: task_status::Reason,
     /// Set for the built-in command executor of a command task.
     command_task: Option<command_task::CommandTask>,
+    /// Set when the agent restarts, cleared when the executor re-subscribes; an
+    /// executor still awaited when recovery completes is destroyed.
+    awaiting_reregistration: bool,
 }
 
 #[derive(Debug)]
@@ -202,6 +211,8 @@ struct Agent {
     total: ResourceSet,
     executors: HashMap<(FrameworkId, ExecutorId), Executor>,
     updates: StatusUpdateManager,
+    /// Running, down for a restart, or recovering after one.
+    phase: AgentPhase,
 }
 
 /// The cluster state. See the module documentation.
@@ -294,6 +305,7 @@ impl Cluster {
                     total: setup.total,
                     executors: HashMap::new(),
                     updates: StatusUpdateManager::new(retry),
+                    phase: AgentPhase::Running,
                 }
             })
             .collect();
@@ -367,7 +379,13 @@ impl Cluster {
             }
         }
 
+        effects.extend(self.finish_recoveries(now));
+
         for index in 0..self.agents.len() {
+            // An agent that is down does not retry its updates.
+            if self.agents[index].phase == AgentPhase::Down {
+                continue;
+            }
             let due = self.agents[index].updates.due_retries(now);
             for (framework_id, status) in due {
                 tracing::debug!(task_id = %status.task_id.value, "resending unacknowledged status update");

@@ -606,6 +606,7 @@ impl Cluster {
             sandbox: &sandbox,
             checkpoint: framework_info.checkpoint.unwrap_or(false),
             shutdown_grace_period: grace,
+            reregistration_timeout: settings.executor_reregistration_timeout,
             command_environment: command.environment.as_ref(),
             host_environment: &crate::process::host_passthrough(),
         });
@@ -629,6 +630,7 @@ impl Cluster {
                 shutting_down: false,
                 termination_reason: task_status::Reason::ExecutorTerminated,
                 command_task: None,
+                awaiting_reregistration: false,
             },
         );
         vec![Effect::SpawnExecutor(Box::new(SpawnRequest {

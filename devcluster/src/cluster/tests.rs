@@ -19,6 +19,7 @@ fn cluster(now: Instant) -> Cluster {
         status_update_retry_interval: Duration::from_secs(10),
         executor_registration_timeout: Duration::from_secs(60),
         executor_shutdown_grace_period: Duration::from_secs(5),
+        executor_reregistration_timeout: Duration::from_secs(2),
         work_dir: "/nonexistent/devcluster".into(),
     };
     let agent = AgentSetup {

@@ -20,6 +20,7 @@ use mesos_stateful_proto::{media, Message, STREAM_ID_HEADER};
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
 
+mod agent_restart;
 mod command_tasks;
 mod pymesos;
 
@@ -42,6 +43,7 @@ fn config(work_dir: &Path) -> DevClusterConfig {
         status_update_retry_interval: Duration::from_millis(400),
         executor_registration_timeout: Duration::from_secs(30),
         executor_shutdown_grace_period: Duration::from_millis(500),
+        executor_reregistration_timeout: Duration::from_secs(1),
     }
 }
 
@@ -760,7 +762,11 @@ async fn shell_executor_gets_the_mesos_environment() {
     assert_eq!(get("MESOS_HTTP_COMMAND_EXECUTOR"), Some("0"));
     assert_eq!(get("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"), Some("500ms"));
     assert_eq!(get("MESOS_RECOVERY_TIMEOUT"), Some("15mins"));
-    assert_eq!(get("MESOS_SUBSCRIPTION_BACKOFF_MAX"), Some("2secs"));
+    assert_eq!(
+        get("MESOS_SUBSCRIPTION_BACKOFF_MAX"),
+        Some("1secs"),
+        "the re-registration timeout"
+    );
     assert_eq!(get("CUSTOM"), Some("yes"));
     assert!(get("PATH").is_some());
     assert!(

@@ -5,7 +5,9 @@
 //! period, and the mapping of a container's exit to a Mesos task state. The async
 //! part is in [`launch`] (adoption, image check and pull, create, start), [`kill`]
 //! (save logs, stop and remove) and [`worker`] (one task's whole life, reporting
-//! states to the event loop).
+//! states to the event loop). While the container runs, [`stats`] samples it for the
+//! scheduler and [`health`] runs the task's health check; [`commands`] runs the
+//! scheduler's commands in it, once per command id.
 //!
 //! A task's container is created only by [`launch::launch`], and only when no
 //! running container carries the task's id and framework labels: such a container
@@ -15,8 +17,11 @@
 //! first), and by `launch` itself when a stopped container of the task exists, a
 //! stale container holds the name, or the start fails.
 
+pub mod commands;
+pub mod health;
 pub mod kill;
 pub mod launch;
+pub mod stats;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -26,7 +31,7 @@ use mesos_stateful_proto::stateful::container_spec::NetworkMode;
 use mesos_stateful_proto::stateful::ContainerSpec;
 use mesos_stateful_proto::v1::environment::variable;
 use mesos_stateful_proto::v1::task_status::Reason;
-use mesos_stateful_proto::v1::{KillPolicy, Resource, TaskInfo, TaskState};
+use mesos_stateful_proto::v1::{HealthCheck, KillPolicy, Resource, TaskInfo, TaskState};
 use mesos_stateful_proto::Message;
 
 use crate::docker::{CreateContainer, HostConfig};
@@ -97,6 +102,12 @@ pub struct ContainerPlan {
     pub image: String,
     /// The creation request.
     pub create: CreateContainer,
+    /// How often to send the container's stats to the scheduler.
+    pub stats_interval: Duration,
+    /// The command whose `key:value` output lines are reported with the stats.
+    pub facts_command: Vec<String>,
+    /// The task's health check, if it has one.
+    pub health_check: Option<HealthCheck>,
 }
 
 /// The cpu and memory a task was given.
@@ -230,6 +241,9 @@ pub fn plan_container(task: &TaskInfo, owner: &Owner) -> Result<ContainerPlan, P
         task_id,
         image: spec.image,
         create,
+        stats_interval: stats::stats_interval(spec.stats_interval_seconds),
+        facts_command: spec.facts_command,
+        health_check: task.health_check.clone(),
     })
 }
 
@@ -376,6 +390,7 @@ mod tests {
                     value: Some("spoofed".into()),
                 },
             ],
+            ..Default::default()
         };
         let task = task_with(Some(&spec), vec![scalar("cpus", 0.5), scalar("mem", 64.0)]);
         let plan = plan_container(&task, &owner()).unwrap();

@@ -3,19 +3,24 @@
 //!
 //! A worker is a tokio task spawned by the event loop per launched task. It reports
 //! through a callback and ends right after reporting a terminal state; a kill request
-//! arrives as a grace period on a `watch` channel whose sender the loop keeps.
+//! arrives as a grace period on a `watch` channel whose sender the loop keeps. While
+//! the container runs, the worker also samples its stats for the scheduler and runs
+//! the task's health check, killing the task when the check fails too often.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use mesos_stateful_proto::v1::task_status::Reason;
 use mesos_stateful_proto::v1::TaskState;
 use tokio::sync::{watch, OnceCell};
 use tracing::warn;
 
+use super::health::{watch_health, HealthEvent};
 use super::kill::{remove, stop_and_remove, watch_exit};
 use super::launch::{launch, Launched};
+use super::stats::report_stats;
 use super::{exit_outcome, ContainerPlan, Outcome, PlanError};
 use crate::docker::{DockerClient, DockerError, DockerHost};
 
@@ -54,20 +59,42 @@ impl LazyDocker {
     }
 }
 
+/// What a worker tells the event loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerReport {
+    /// A new task state; the last one is terminal.
+    State(Outcome),
+    /// The task's container runs under this id (sent before TASK_RUNNING).
+    Container(String),
+    /// The task's health changed (or is known for the first time).
+    Health {
+        /// Whether the task is healthy.
+        healthy: bool,
+        /// Why the check failed, when unhealthy.
+        detail: Option<String>,
+    },
+    /// An encoded `ExecutorMessage` to send to the scheduler (stats).
+    Message(Bytes),
+}
+
 /// Runs one task to its end. `kill` carries `Some(grace)` once the task must stop;
-/// `report` receives every state in order, the last one terminal. The container's
-/// logs are copied into `sandbox` (when given) before it is removed.
+/// `report` receives every state in order, the last one terminal, with the other
+/// reports in between. The container's logs are copied into `sandbox` (when given)
+/// before it is removed. A task killed for failing its health check is stopped with
+/// `health_kill_grace`.
 pub async fn run_task(
     docker: LazyDocker,
     plan: Result<ContainerPlan, PlanError>,
     sandbox: Option<PathBuf>,
     mut kill: watch::Receiver<Option<Duration>>,
-    report: impl Fn(Outcome),
+    health_kill_grace: Duration,
+    report: impl Fn(WorkerReport),
 ) {
+    let report_state = |outcome: Outcome| report(WorkerReport::State(outcome));
     let plan = match plan {
         Ok(plan) => plan,
         Err(err) => {
-            report(Outcome {
+            report_state(Outcome {
                 state: TaskState::TaskFailed,
                 reason: Some(Reason::TaskInvalid),
                 message: err.to_string(),
@@ -76,10 +103,10 @@ pub async fn run_task(
         }
     };
     if kill.borrow().is_some() {
-        report(killed_during_launch());
+        report_state(killed_during_launch());
         return;
     }
-    report(Outcome {
+    report_state(Outcome {
         state: TaskState::TaskStarting,
         reason: None,
         message: format!("creating container {} from image {}", plan.name, plan.image),
@@ -87,7 +114,7 @@ pub async fn run_task(
     let docker = match docker.get().await {
         Ok(docker) => docker,
         Err(err) => {
-            report(Outcome {
+            report_state(Outcome {
                 state: TaskState::TaskFailed,
                 reason: Some(Reason::ContainerLaunchFailed),
                 message: format!("docker engine unavailable: {err}"),
@@ -99,7 +126,7 @@ pub async fn run_task(
     let Launched { id, adopted } = match launch(&docker, &plan).await {
         Ok(launched) => launched,
         Err(outcome) => {
-            report(outcome);
+            report_state(outcome);
             return;
         }
     };
@@ -110,10 +137,11 @@ pub async fn run_task(
         if let Some(problem) = stopped.problem {
             outcome.message = format!("{}; {problem}", outcome.message);
         }
-        report(outcome);
+        report_state(outcome);
         return;
     }
-    report(Outcome {
+    report(WorkerReport::Container(id.clone()));
+    report_state(Outcome {
         state: TaskState::TaskRunning,
         reason: None,
         message: if adopted {
@@ -130,9 +158,9 @@ pub async fn run_task(
                 if let Err(problem) = remove(&docker, &id, sandbox).await {
                     warn!(container = %plan.name, %problem, "exited container left behind");
                 }
-                report(outcome);
+                report_state(outcome);
             }
-            Err(err) => report(Outcome {
+            Err(err) => report_state(Outcome {
                 state: TaskState::TaskFailed,
                 reason: None,
                 message: format!("container {} disappeared: {err}", plan.name),
@@ -144,9 +172,49 @@ pub async fn run_task(
             if let Some(problem) = stopped.problem {
                 outcome.message = format!("{}; {problem}", outcome.message);
             }
-            report(outcome);
+            report_state(outcome);
         }
+        failures = check_health(&docker, &id, &plan, &report) => {
+            warn!(container = %plan.name, failures, "task unhealthy; killing it");
+            let stopped = stop_and_remove(&docker, &id, health_kill_grace, sandbox).await;
+            let mut message = format!("task unhealthy: {failures} consecutive health check failures");
+            if let Some(problem) = stopped.problem {
+                message = format!("{message}; {problem}");
+            }
+            report_state(Outcome {
+                state: TaskState::TaskFailed,
+                reason: None,
+                message,
+            });
+        }
+        () = report_stats(
+            &docker,
+            &id,
+            &plan.task_id,
+            plan.stats_interval,
+            &plan.facts_command,
+            |data| report(WorkerReport::Message(data)),
+        ) => {}
     }
+}
+
+/// Runs the task's health check, if it has one, and resolves with the number of
+/// consecutive failures once the task must be killed; never without a check.
+async fn check_health(
+    docker: &DockerClient,
+    id: &str,
+    plan: &ContainerPlan,
+    report: &impl Fn(WorkerReport),
+) -> u32 {
+    let Some(check) = &plan.health_check else {
+        return std::future::pending().await;
+    };
+    watch_health(docker, id, &plan.task_id, check, |event| match event {
+        HealthEvent::Changed { healthy, detail } => {
+            report(WorkerReport::Health { healthy, detail })
+        }
+    })
+    .await
 }
 
 /// Resolves with the grace period once a kill is requested; never if the loop is gone.

@@ -11,7 +11,10 @@ use mesos_stateful_executor::task::{
     container_name, LABEL_EXECUTOR_ID, LABEL_FRAMEWORK_ID, LABEL_TASK_ID,
 };
 use mesos_stateful_executor::{run, Config, Error, ExitReason};
-use mesos_stateful_proto::stateful::ContainerSpec;
+use mesos_stateful_proto::stateful::{
+    executor_message, scheduler_message, CommandResult, ContainerSpec, RunCommand,
+    SchedulerMessage, TaskStats,
+};
 use mesos_stateful_proto::v1::executor::{event, Event};
 use mesos_stateful_proto::v1::{self, DurationInfo, KillPolicy, TaskState};
 use mesos_stateful_proto::Message;
@@ -570,4 +573,244 @@ async fn binary_runs_a_task_for_the_agent_and_exits_0() {
     remove_labelled(&docker().await, LABEL_EXECUTOR_ID, &executor_id).await;
     assert_eq!(status.code(), Some(0));
     assert_eq!(agent.states().last(), Some(&TaskState::TaskFinished));
+}
+
+/// The framework MESSAGE event carrying `data`.
+fn framework_message(data: Bytes) -> Event {
+    Event {
+        r#type: Some(event::Type::Message as i32),
+        message: Some(event::Message { data }),
+        ..Default::default()
+    }
+}
+
+/// The framework MESSAGE event asking to run `argv` in `task`'s container.
+fn run_command(command_id: &str, task: &str, argv: &[&str]) -> Event {
+    let message = SchedulerMessage {
+        payload: Some(scheduler_message::Payload::RunCommand(RunCommand {
+            command_id: command_id.into(),
+            task_id: task.into(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            timeout_seconds: Some(10.0),
+        })),
+    };
+    framework_message(Bytes::from(message.encode_to_vec()))
+}
+
+fn stats_of(agent: &FakeAgent) -> Vec<TaskStats> {
+    agent
+        .messages()
+        .into_iter()
+        .filter_map(|message| match message.payload {
+            Some(executor_message::Payload::Stats(stats)) => Some(stats),
+            _ => None,
+        })
+        .collect()
+}
+
+fn results_of(agent: &FakeAgent) -> Vec<CommandResult> {
+    agent
+        .messages()
+        .into_iter()
+        .filter_map(|message| match message.payload {
+            Some(executor_message::Payload::CommandResult(result)) => Some(result),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fact(key: &str, value: &str) -> v1::Label {
+    v1::Label {
+        key: key.into(),
+        value: Some(value.into()),
+    }
+}
+
+#[tokio::test]
+async fn running_task_sends_stats_with_facts() {
+    let run = Run::start(false).await;
+    let task = unique("task");
+    let mut spec = spec(TEST_IMAGE, &["sleep", "30"]);
+    spec.stats_interval_seconds = Some(0.5);
+    spec.facts_command = [
+        "sh",
+        "-c",
+        "echo role:master; echo '# note'; echo connected_slaves:1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run.agent.send(launch(&task, Some(&spec)));
+    run.agent.wait_for_state(TaskState::TaskRunning).await;
+    let started = std::time::Instant::now();
+    run.agent
+        .wait_until(Duration::from_secs(10), |agent| stats_of(agent).len() >= 2)
+        .await;
+    // Two samples half a second apart, each with its facts command, take well
+    // under the wait above.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let stats = stats_of(&run.agent);
+    for sample in &stats {
+        assert_eq!(sample.task_id, task);
+        assert_eq!(
+            sample.facts,
+            [fact("role", "master"), fact("connected_slaves", "1")]
+        );
+        assert!(sample.timestamp.unwrap() > 0.0);
+        assert!(sample.memory_bytes.is_some());
+    }
+    assert_eq!(stats[0].cpu_percent, None);
+    let cpu = stats[1].cpu_percent.expect("cpu on the second sample");
+    assert!((0.0..=100.0 * 64.0).contains(&cpu), "{cpu}");
+
+    run.agent.send(kill(&task, Duration::ZERO));
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+}
+
+#[tokio::test]
+async fn repeated_command_runs_once_and_every_copy_is_answered() {
+    let run = Run::start(false).await;
+    let task = unique("task");
+    run.agent
+        .send(launch(&task, Some(&spec(TEST_IMAGE, &["sleep", "30"]))));
+    run.agent.wait_for_state(TaskState::TaskRunning).await;
+
+    // Garbage and an empty message are ignored.
+    run.agent
+        .send(framework_message(Bytes::from_static(&[0x0a, 0xff, 0xff])));
+    run.agent.send(framework_message(Bytes::new()));
+
+    let argv = [
+        "sh",
+        "-c",
+        "sleep 1; echo once >> /x; busybox cat /x; echo done >&2",
+    ];
+    run.agent.send(run_command("cmd-1", &task, &argv));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first copy still runs: this one waits for it.
+    run.agent.send(run_command("cmd-1", &task, &argv));
+    run.agent
+        .wait_until(Duration::from_secs(15), |agent| {
+            results_of(agent).len() >= 2
+        })
+        .await;
+    // A copy after the end is answered from the stored result.
+    run.agent.send(run_command("cmd-1", &task, &argv));
+    // A command for a task this executor does not run fails without running.
+    run.agent
+        .send(run_command("cmd-2", "no-such-task", &["true"]));
+    run.agent
+        .wait_until(Duration::from_secs(15), |agent| {
+            results_of(agent).len() >= 4
+        })
+        .await;
+
+    let results = results_of(&run.agent);
+    let expected = CommandResult {
+        command_id: "cmd-1".into(),
+        task_id: task.clone(),
+        exit_code: Some(0),
+        stdout: Some("once\n".into()),
+        stderr: Some("done\n".into()),
+        error: None,
+    };
+    let (ours, others): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .partition(|result| result.command_id == "cmd-1");
+    assert_eq!(ours, [expected.clone(), expected.clone(), expected]);
+    assert_eq!(others.len(), 1);
+    assert_eq!(
+        others[0].error.as_deref(),
+        Some("unknown task no-such-task (no running container)")
+    );
+    assert_eq!(others[0].exit_code, None);
+
+    // The file in the container shows a single run.
+    let docker = docker().await;
+    let output = docker
+        .exec(
+            &container_name(&task),
+            &["busybox".into(), "cat".into(), "/x".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(output.stdout.as_ref(), b"once\n");
+
+    run.agent.send(kill(&task, Duration::ZERO));
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+}
+
+#[tokio::test]
+async fn failing_health_check_reports_unhealthy_and_fails_the_task() {
+    let run = Run::start(false).await;
+    let task = unique("task");
+    let mut launched = launch(
+        &task,
+        Some(&spec(
+            TEST_IMAGE,
+            &["sh", "-c", "echo > /ok; exec sleep 60"],
+        )),
+    );
+    if let Some(launch) = &mut launched.launch {
+        launch.task.health_check = Some(v1::HealthCheck {
+            r#type: Some(v1::health_check::Type::Command as i32),
+            command: Some(v1::CommandInfo {
+                value: Some("test -f /ok".into()),
+                ..Default::default()
+            }),
+            delay_seconds: Some(0.0),
+            interval_seconds: Some(0.3),
+            timeout_seconds: Some(5.0),
+            consecutive_failures: Some(3),
+            grace_period_seconds: Some(20.0),
+            ..Default::default()
+        });
+    }
+    run.agent.send(launched);
+    let healthy_with = |agent: &FakeAgent, healthy: bool| {
+        agent.updates().iter().any(|status| {
+            status.state == TaskState::TaskRunning as i32 && status.healthy == Some(healthy)
+        })
+    };
+    run.agent
+        .wait_until(Duration::from_secs(20), |agent| healthy_with(agent, true))
+        .await;
+    let docker = docker().await;
+    docker
+        .exec(
+            &container_name(&task),
+            &["busybox".into(), "rm".into(), "/ok".into()],
+        )
+        .await
+        .unwrap();
+    let agent = run.agent.clone();
+    assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);
+
+    let updates = agent.updates();
+    let summary: Vec<(TaskState, Option<bool>)> = updates
+        .iter()
+        .map(|status| (TaskState::try_from(status.state).unwrap(), status.healthy))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (TaskState::TaskStarting, None),
+            (TaskState::TaskRunning, None),
+            (TaskState::TaskRunning, Some(true)),
+            (TaskState::TaskRunning, Some(false)),
+            (TaskState::TaskFailed, Some(false)),
+        ]
+    );
+    let health_reason = Some(v1::task_status::Reason::TaskHealthCheckStatusUpdated as i32);
+    assert_eq!(updates[2].reason, health_reason);
+    assert_eq!(updates[2].message.as_deref(), Some("task is healthy"));
+    assert_eq!(updates[3].reason, health_reason);
+    assert_eq!(
+        updates[3].message.as_deref(),
+        Some("task is unhealthy: health check command exited with code 1")
+    );
+    assert_eq!(
+        updates[4].message.as_deref(),
+        Some("task unhealthy: 3 consecutive health check failures")
+    );
 }

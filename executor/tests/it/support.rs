@@ -12,6 +12,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use mesos_stateful_executor::docker::{DockerClient, DockerHost, RemoveOptions};
+use mesos_stateful_proto::stateful::ExecutorMessage;
 use mesos_stateful_proto::v1::executor::{call, event, Call, Event};
 use mesos_stateful_proto::v1::{self, TaskState, TaskStatus};
 use mesos_stateful_proto::{media, recordio, Message};
@@ -143,6 +144,8 @@ struct AgentState {
     stream: Option<mpsc::UnboundedSender<Bytes>>,
     subscribes: Vec<call::Subscribe>,
     updates: Vec<TaskStatus>,
+    /// The data of every MESSAGE call, in order.
+    messages: Vec<Bytes>,
     /// Whether UPDATEs are acknowledged at once.
     acknowledge: bool,
     /// Number of coming UPDATE calls to refuse with 503.
@@ -151,7 +154,7 @@ struct AgentState {
 }
 
 /// A fake Mesos agent speaking the executor API on a loopback port. It records
-/// SUBSCRIBE and UPDATE calls, answers SUBSCRIBE with SUBSCRIBED, acknowledges
+/// SUBSCRIBE, UPDATE and MESSAGE calls, answers SUBSCRIBE with SUBSCRIBED, acknowledges
 /// updates when told to, refuses some updates with 503 on demand, and lets the test
 /// push events.
 #[derive(Clone)]
@@ -239,6 +242,13 @@ impl FakeAgent {
                     .body(Either::Left(Full::new(Bytes::new())))
                     .unwrap()
             }
+            Some(call::Type::Message) => {
+                state.messages.push(call.message.unwrap().data);
+                Response::builder()
+                    .status(202)
+                    .body(Either::Left(Full::new(Bytes::new())))
+                    .unwrap()
+            }
             _ => Response::builder()
                 .status(400)
                 .body(Either::Left(Full::new(Bytes::new())))
@@ -276,6 +286,17 @@ impl FakeAgent {
 
     pub fn updates(&self) -> Vec<TaskStatus> {
         self.state.lock().unwrap().updates.clone()
+    }
+
+    /// The executor messages received so far, decoded.
+    pub fn messages(&self) -> Vec<ExecutorMessage> {
+        self.state
+            .lock()
+            .unwrap()
+            .messages
+            .iter()
+            .map(|data| ExecutorMessage::decode(data.clone()).unwrap())
+            .collect()
     }
 
     pub fn subscribes(&self) -> Vec<call::Subscribe> {

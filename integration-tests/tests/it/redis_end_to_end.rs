@@ -122,7 +122,10 @@ async fn redis_master_and_replica_replicate_and_are_deleted() {
         .json()
         .await
         .unwrap();
-    assert_eq!(endpoints, json!({"master": master.clone(), "replicas": [replica.clone()]}));
+    assert_eq!(
+        endpoints,
+        json!({"master": master.clone(), "replicas": [replica.clone()]})
+    );
     assert!(redis_command(&master, "PING").unwrap().starts_with("+PONG"));
     wait_for(
         "the replica's link to the master",

@@ -1,9 +1,10 @@
 //! Spans reach an OTLP collector: a receiver inside the test decodes the
 //! OTLP/HTTP protobuf requests the scheduler exports, and the spans of one create
 //! form one trace: `HttpLib::POST /v1/instances` → `Creator::CreateInstance` →
-//! `StateManager::CreateInstance` and `BufferManager::QueueLaunch`.
+//! `StateManager::CreateInstance`, `BufferManager::QueueLaunch` and, once an offer
+//! placed the member, `OfferManager::Launch` → (Mesos UPDATE) →
+//! `Maintainer::ApplyUpdate` → `StateManager::Write`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,8 +103,12 @@ async fn start_receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
     (endpoint, spans)
 }
 
+const INSTANCE: &str = "e2e-traced";
+
 #[actix_rt::test]
 async fn a_create_is_one_connected_trace_across_actors() {
+    require_image(BUSYBOX_IMAGE);
+    remove_containers_of(INSTANCE);
     let (endpoint, spans) = start_receiver().await;
     // This test binary process is the only one reading these variables.
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
@@ -140,44 +145,39 @@ async fn a_create_is_one_connected_trace_across_actors() {
     let response = reqwest::Client::new()
         .post(format!("{api}/v1/instances"))
         .json(&json!({
-            "name": "traced",
-            "image": "mesos-stateful/not-needed:here",
+            "name": INSTANCE,
+            "image": BUSYBOX_IMAGE,
             "replicas": 0,
             "resources": {"cpus": 0.1, "mem": 32, "disk": 16},
+            "master_args": ["sleep", "3600"],
         }))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 202);
 
-    let wanted = [
-        "HttpLib::POST /v1/instances",
-        "Creator::CreateInstance",
-        "StateManager::CreateInstance",
-        "BufferManager::QueueLaunch",
-    ];
-    let by_name: HashMap<String, Span> =
-        wait_for("the exported spans", Duration::from_secs(30), || {
-            let spans = spans.clone();
-            async move {
-                let spans = spans.lock().unwrap();
-                let by_name: HashMap<String, Span> = spans
-                    .iter()
-                    .map(|span| (span.name.clone(), span.clone()))
-                    .collect();
-                wanted
-                    .iter()
-                    .all(|name| by_name.contains_key(*name))
-                    .then_some(by_name)
-            }
-        })
-        .await;
-
-    let root = &by_name["HttpLib::POST /v1/instances"];
-    let creator = &by_name["Creator::CreateInstance"];
-    let store = &by_name["StateManager::CreateInstance"];
-    let queue = &by_name["BufferManager::QueueLaunch"];
-    for span in [creator, store, queue] {
+    let spans: Vec<Span> = wait_for("the exported spans", Duration::from_secs(60), || {
+        let spans = spans.clone();
+        async move {
+            let spans = spans.lock().unwrap().clone();
+            let applied_running = spans.iter().any(|s| s.name == "Maintainer::ApplyUpdate")
+                && spans.iter().any(|s| s.name == "OfferManager::Launch");
+            applied_running.then_some(spans)
+        }
+    })
+    .await;
+    let named = |name: &str| -> Vec<&Span> { spans.iter().filter(|s| s.name == name).collect() };
+    let one = |name: &str| -> &Span {
+        let found = named(name);
+        assert!(!found.is_empty(), "no span {name}");
+        found[0]
+    };
+    let root = one("HttpLib::POST /v1/instances");
+    let creator = one("Creator::CreateInstance");
+    let store = one("StateManager::CreateInstance");
+    let queue = one("BufferManager::QueueLaunch");
+    let launch = one("OfferManager::Launch");
+    for span in [creator, store, queue, launch] {
         assert_eq!(
             span.trace_id, root.trace_id,
             "{} is in the request's trace",
@@ -196,6 +196,36 @@ async fn a_create_is_one_connected_trace_across_actors() {
         queue.parent_span_id, creator.span_id,
         "the BufferManager's parent is the Creator"
     );
+    assert_eq!(
+        launch.parent_span_id, creator.span_id,
+        "the launch's parent is the Creator"
+    );
+    // Status updates of the launched task join the same trace under the launch, and
+    // their writes under them.
+    let applied: Vec<&Span> = named("Maintainer::ApplyUpdate")
+        .into_iter()
+        .filter(|s| s.trace_id == root.trace_id)
+        .collect();
+    assert!(!applied.is_empty(), "an update joined the request's trace");
+    assert!(applied.iter().all(|s| s.parent_span_id == launch.span_id));
+    assert!(
+        named("StateManager::Write")
+            .iter()
+            .any(|w| applied.iter().any(|a| w.parent_span_id == a.span_id)),
+        "the update's write is a child of the update"
+    );
+
+    let http = reqwest::Client::new();
+    let response = http
+        .delete(format!("{api}/v1/instances/{INSTANCE}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    wait_for("no container left", Duration::from_secs(60), || async {
+        containers_of(INSTANCE).is_empty().then_some(())
+    })
+    .await;
 
     scheduler.stop().await.unwrap();
     cluster.shutdown();

@@ -1,0 +1,184 @@
+//! An agent restart with the real executor: the executor re-subscribes within the
+//! agent's re-registration window, so its task and its container survive; a delete
+//! afterwards still leaves no container behind.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use mesos_stateful_devcluster::{DevClusterConfig, DevClusterThread};
+use mesos_stateful_scheduler::run::Scheduler;
+use mesos_stateful_scheduler::{
+    ExecutorLaunch, FrameworkSettings, GenericContainer, SchedulerConfig,
+};
+
+use crate::support::*;
+
+const INSTANCE: &str = "e2e-agent-restart";
+const DOWN_FOR: Duration = Duration::from_secs(1);
+
+/// Ids of the running containers labelled as members of `instance`.
+fn running_containers_of(instance: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("label=mesos-stateful.instance={instance}"),
+        ])
+        .output()
+        .expect("running the docker CLI");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+async fn instance(http: &reqwest::Client, api: &str) -> Option<Value> {
+    http.get(format!("{api}/v1/instances/{INSTANCE}"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+#[actix_rt::test]
+async fn executor_reregisters_after_an_agent_restart() {
+    require_image(BUSYBOX_IMAGE);
+    remove_containers_of(INSTANCE);
+    let dir = tempfile::tempdir().unwrap();
+    let config = DevClusterConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        work_dir: dir.path().join("cluster"),
+        allocation_interval: Duration::from_millis(200),
+        ..DevClusterConfig::default()
+    };
+    let reregistration_timeout = config.executor_reregistration_timeout;
+    let cluster = Arc::new(DevClusterThread::spawn(config).unwrap());
+    let scheduler = Scheduler::start(
+        SchedulerConfig {
+            master: cluster.master_url(),
+            data_dir: dir.path().join("data"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            executor: ExecutorLaunch {
+                command: workspace_binary("mesos-stateful-executor")
+                    .to_string_lossy()
+                    .into_owned(),
+                kill_grace_seconds: 2.0,
+                ..ExecutorLaunch::default()
+            },
+            framework: FrameworkSettings::default(),
+        },
+        Arc::new(GenericContainer),
+    )
+    .await
+    .unwrap();
+    let api = format!("http://{}", scheduler.api_addr());
+    let http = reqwest::Client::new();
+
+    let response = http
+        .post(format!("{api}/v1/instances"))
+        .json(&json!({
+            "name": INSTANCE,
+            "image": BUSYBOX_IMAGE,
+            "replicas": 0,
+            "resources": {"cpus": 0.1, "mem": 32, "disk": 16},
+            "master_args": ["sleep", "3600"]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let before: Value = wait_for("RUNNING", Duration::from_secs(60), || {
+        let (http, api) = (http.clone(), api.clone());
+        async move {
+            let body = instance(&http, &api).await?;
+            assert_ne!(body["status"], "FAILED", "instance failed: {body}");
+            (body["status"] == "RUNNING").then_some(body)
+        }
+    })
+    .await;
+    let container = wait_for(
+        "the member's container",
+        Duration::from_secs(30),
+        || async {
+            let running = running_containers_of(INSTANCE);
+            (running.len() == 1).then(|| running[0].clone())
+        },
+    )
+    .await;
+
+    // The agent goes away for a second and comes back recovering.
+    let restarted_at = Instant::now();
+    let restarting = cluster.clone();
+    tokio::task::spawn_blocking(move || restarting.restart_agent(0, DOWN_FOR))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Once the re-registration window has passed, an executor that did not
+    // re-subscribe would have been destroyed and its task lost.
+    let window_end = restarted_at + DOWN_FOR + reregistration_timeout + Duration::from_millis(500);
+    tokio::time::sleep(window_end.saturating_duration_since(Instant::now())).await;
+    let after: Value = wait_for(
+        "the member still TASK_RUNNING after recovery",
+        Duration::from_secs(10),
+        || {
+            let (http, api) = (http.clone(), api.clone());
+            async move {
+                let body = instance(&http, &api).await?;
+                let state = body["members"][0]["state"].clone();
+                assert!(
+                    state == "TASK_RUNNING" || state == "TASK_STARTING",
+                    "the member left RUNNING across the agent restart: {body}"
+                );
+                (state == "TASK_RUNNING").then_some(body)
+            }
+        },
+    )
+    .await;
+    assert_eq!(after["status"], "RUNNING", "{after}");
+    assert_eq!(
+        after["members"][0]["task_id"], before["members"][0]["task_id"],
+        "the same task, not a replacement"
+    );
+    assert_eq!(
+        running_containers_of(INSTANCE),
+        [container],
+        "exactly the original container runs"
+    );
+    assert_eq!(
+        containers_of(INSTANCE).len(),
+        1,
+        "no other container exists"
+    );
+
+    let response = http
+        .delete(format!("{api}/v1/instances/{INSTANCE}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    wait_for("DELETED", Duration::from_secs(60), || {
+        let (http, api) = (http.clone(), api.clone());
+        async move {
+            let body = instance(&http, &api).await?;
+            (body["status"] == "DELETED").then_some(())
+        }
+    })
+    .await;
+    wait_for("no container left", Duration::from_secs(30), || async {
+        containers_of(INSTANCE).is_empty().then_some(())
+    })
+    .await;
+
+    scheduler.stop().await.unwrap();
+    Arc::try_unwrap(cluster)
+        .expect("the restart has finished with the cluster")
+        .shutdown();
+}
