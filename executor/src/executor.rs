@@ -44,6 +44,7 @@ use crate::config::Config;
 use crate::task::commands::{run_command, Admission, CommandTable};
 use crate::task::worker::{run_task, LazyDocker, WorkerReport};
 use crate::task::{kill_grace_period, plan_container, Outcome, Owner};
+use crate::telemetry::traceparent_label;
 use crate::updates::{Acknowledgement, UpdateTracker};
 use crate::Error;
 
@@ -344,6 +345,7 @@ impl Executor {
             return;
         }
         let plan = plan_container(&task, &self.owner);
+        let traceparent = traceparent_label(task.labels.as_ref()).map(str::to_owned);
         let task_policy = task.kill_policy;
         self.tracker.launched(task);
         if self.stopping.is_some() {
@@ -374,6 +376,7 @@ impl Executor {
             run_task(
                 docker,
                 plan,
+                traceparent,
                 sandbox,
                 kill_receiver,
                 health_kill_grace,

@@ -26,6 +26,8 @@
 //!   `HealthTracker` decisions and the probes) and `commands.rs` (the idempotent
 //!   `CommandTable` and command runs).
 //! - [`executor`]: the event loop tying them together.
+//! - [`telemetry`]: logs and OTLP span export; the task's `traceparent` label as the
+//!   parent of its `Executor::Launch` span, and of its health and stats spans.
 //! - `main.rs`: the thin `mesos-stateful-executor` binary.
 //!
 //! # Must not
@@ -39,6 +41,7 @@ pub mod config;
 pub mod docker;
 pub mod executor;
 pub mod task;
+pub mod telemetry;
 pub mod updates;
 
 use std::future::Future;

@@ -1,29 +1,27 @@
 //! The `mesos-stateful-executor` binary: reads the agent's environment, installs
-//! logging to stderr and runs the executor.
+//! logging to stderr (and span export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set), runs
+//! the executor, and flushes the pending spans before it exits.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use mesos_stateful_executor::{run, Config};
-use tracing_subscriber::EnvFilter;
+use mesos_stateful_executor::{run, telemetry, Config};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // The agent usually sends stderr to a sandbox file: colour only on terminals.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match try_main() {
+    // The agent usually sends stderr to a sandbox file: colour only on terminals.
+    let telemetry = telemetry::init(std::io::stderr().is_terminal());
+    let code = match try_main() {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             tracing::error!("mesos-stateful-executor: {err:#}");
             ExitCode::from(1)
         }
-    }
+    };
+    // Every way out passes here, after the runtime is gone (the exporter's blocking
+    // client must not run inside it).
+    telemetry.shutdown();
+    code
 }
 
 fn try_main() -> anyhow::Result<u8> {

@@ -112,6 +112,13 @@ fn executor_launch(common: &Common, uri: Option<String>) -> anyhow::Result<Execu
     if let Ok(filter) = std::env::var("RUST_LOG") {
         launch.environment.insert("RUST_LOG".to_string(), filter);
     }
+    // Executors export their spans where the scheduler does, under their own
+    // service name.
+    for (name, value) in std::env::vars() {
+        if name.starts_with("OTEL_") && name != "OTEL_SERVICE_NAME" {
+            launch.environment.insert(name, value);
+        }
+    }
     Ok(launch)
 }
 

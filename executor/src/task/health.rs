@@ -5,7 +5,8 @@
 //! included) and when it has failed often enough to be killed. [`probe`] runs one
 //! check (COMMAND by exec in the container, TCP and HTTP against `127.0.0.1`, which
 //! reaches the task on host networking), and [`watch_health`] runs the checks on
-//! their schedule inside the task's worker.
+//! their schedule inside the task's worker, each probe in an `Executor::Health` span
+//! that is a child of the task's launch span.
 
 use std::time::Duration;
 
@@ -13,9 +14,11 @@ use mesos_stateful_proto::v1::health_check::{HttpCheckInfo, Type};
 use mesos_stateful_proto::v1::HealthCheck;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::debug;
+use tracing::field::Empty;
+use tracing::{debug, info_span, Instrument};
 
 use crate::docker::DockerClient;
+use crate::telemetry::SpanParent;
 
 /// The schedule and thresholds of a health check, with Mesos's defaults filled in.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -284,12 +287,14 @@ pub enum HealthEvent {
 
 /// Runs `check` on its schedule against container `id`, handing every health
 /// change to `changed`, and returns the number of consecutive failures once the task
-/// must be killed. Never returns for a check that cannot kill.
+/// must be killed. Never returns for a check that cannot kill. Every probe runs in an
+/// `Executor::Health` span, child of `parent`.
 pub async fn watch_health(
     docker: &DockerClient,
     id: &str,
     task_id: &str,
     check: &HealthCheck,
+    parent: &SpanParent,
     changed: impl Fn(HealthEvent),
 ) -> u32 {
     let policy = HealthPolicy::of(check);
@@ -297,7 +302,17 @@ pub async fn watch_health(
     let mut tracker = HealthTracker::new(policy);
     tokio::time::sleep(policy.delay).await;
     loop {
-        let result = probe(docker, id, check).await;
+        let span = info_span!(
+            parent: None,
+            "Executor::Health",
+            task_id,
+            container_id = id,
+            healthy = Empty,
+        );
+        parent.adopt(&span);
+        let result = probe(docker, id, check).instrument(span.clone()).await;
+        span.record("healthy", result.is_ok());
+        drop(span);
         debug!(task = %task_id, ?result, "health check");
         let verdict = tracker.record(result.is_ok(), started.elapsed());
         if let Some(healthy) = verdict.changed {

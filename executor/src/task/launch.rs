@@ -1,13 +1,20 @@
 //! Starting a task's container: adoption of a running container left by an earlier
 //! executor, image check and pull, creation (replacing a stale container of the same
 //! name) and start.
+//!
+//! [`launch`] runs inside the task's `Executor::Launch` span; the pull, the creation
+//! and the start each get a child span (`Executor::Pull`, `Executor::Create`,
+//! `Executor::Start`).
 
 use mesos_stateful_proto::v1::task_status::Reason;
 use mesos_stateful_proto::v1::TaskState;
-use tracing::{debug, info, warn};
+use tracing::field::Empty;
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::{ContainerPlan, Outcome, LABEL_FRAMEWORK_ID, LABEL_TASK_ID};
-use crate::docker::{load_registry_auth, DockerClient, ImageReference, RemoveOptions};
+use crate::docker::{
+    load_registry_auth, CreatedContainer, DockerClient, ImageReference, RemoveOptions,
+};
 
 /// How the task's container came to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +71,14 @@ pub async fn launch(docker: &DockerClient, plan: &ContainerPlan) -> Result<Launc
 
     match docker.image_exists(&plan.image).await {
         Ok(true) => {}
-        Ok(false) => pull(docker, &plan.image).await?,
+        Ok(false) => {
+            let span = info_span!(
+                "Executor::Pull",
+                task_id = %plan.task_id,
+                image = %plan.image,
+            );
+            pull(docker, &plan.image).instrument(span).await?
+        }
         Err(err) => {
             return Err(failed(format!(
                 "cannot look up image {}: {err}",
@@ -73,8 +87,41 @@ pub async fn launch(docker: &DockerClient, plan: &ContainerPlan) -> Result<Launc
         }
     }
 
-    let created = match docker.create_container(&plan.name, &plan.create).await {
-        Ok(created) => created,
+    let create_span = info_span!(
+        "Executor::Create",
+        task_id = %plan.task_id,
+        image = %plan.image,
+        container = %plan.name,
+        container_id = Empty,
+    );
+    let created = create(docker, plan).instrument(create_span.clone()).await?;
+    create_span.record("container_id", created.id.as_str());
+    drop(create_span);
+    for warning in created.warnings.iter().flatten() {
+        warn!(container = %plan.name, %warning, "docker warned on container creation");
+    }
+
+    let start_span = info_span!(
+        "Executor::Start",
+        task_id = %plan.task_id,
+        image = %plan.image,
+        container = %plan.name,
+        container_id = %created.id,
+    );
+    start(docker, plan, &created.id)
+        .instrument(start_span)
+        .await?;
+    info!(container = %plan.name, id = %created.id, "container started");
+    Ok(Launched {
+        id: created.id,
+        adopted: false,
+    })
+}
+
+/// Creates the planned container, replacing a stale container holding its name.
+async fn create(docker: &DockerClient, plan: &ContainerPlan) -> Result<CreatedContainer, Outcome> {
+    match docker.create_container(&plan.name, &plan.create).await {
+        Ok(created) => Ok(created),
         Err(err) if err.is_conflict() => {
             // A container of a previous incarnation of this task holds the name.
             warn!(container = %plan.name, "removing a stale container holding the task's name");
@@ -93,37 +140,31 @@ pub async fn launch(docker: &DockerClient, plan: &ContainerPlan) -> Result<Launc
             docker
                 .create_container(&plan.name, &plan.create)
                 .await
-                .map_err(|err| failed(format!("cannot create container {}: {err}", plan.name)))?
+                .map_err(|err| failed(format!("cannot create container {}: {err}", plan.name)))
         }
-        Err(err) => {
-            return Err(failed(format!(
-                "cannot create container {}: {err}",
-                plan.name
-            )))
-        }
-    };
-    for warning in created.warnings.iter().flatten() {
-        warn!(container = %plan.name, %warning, "docker warned on container creation");
-    }
-
-    if let Err(err) = docker.start_container(&created.id).await {
-        let force = RemoveOptions {
-            force: true,
-            volumes: true,
-        };
-        if let Err(remove_err) = docker.remove_container(&created.id, force).await {
-            warn!(container = %plan.name, error = %remove_err, "cannot remove a container that failed to start");
-        }
-        return Err(failed(format!(
-            "cannot start container {}: {err}",
+        Err(err) => Err(failed(format!(
+            "cannot create container {}: {err}",
             plan.name
-        )));
+        ))),
     }
-    info!(container = %plan.name, id = %created.id, "container started");
-    Ok(Launched {
-        id: created.id,
-        adopted: false,
-    })
+}
+
+/// Starts the created container `id`, removing it if it cannot start.
+async fn start(docker: &DockerClient, plan: &ContainerPlan, id: &str) -> Result<(), Outcome> {
+    let Err(err) = docker.start_container(id).await else {
+        return Ok(());
+    };
+    let force = RemoveOptions {
+        force: true,
+        volumes: true,
+    };
+    if let Err(remove_err) = docker.remove_container(id, force).await {
+        warn!(container = %plan.name, error = %remove_err, "cannot remove a container that failed to start");
+    }
+    Err(failed(format!(
+        "cannot start container {}: {err}",
+        plan.name
+    )))
 }
 
 /// Pulls `image`, failing the task with the registry's message if it cannot.

@@ -3,7 +3,8 @@
 //!
 //! The parsing of facts and the making of a `TaskStats` are plain functions; the
 //! loop [`report_stats`] runs inside the task's worker for as long as the container
-//! runs. Every failure is logged and the next interval tries again.
+//! runs, each sample in an `Executor::Stats` span that is a child of the task's
+//! launch span. Every failure is logged and the next interval tries again.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,9 +12,10 @@ use bytes::Bytes;
 use mesos_stateful_proto::stateful::{executor_message, ExecutorMessage, TaskStats};
 use mesos_stateful_proto::v1::Label;
 use mesos_stateful_proto::Message;
-use tracing::{debug, warn};
+use tracing::{debug, info_span, warn, Instrument};
 
 use crate::docker::{cpu_percent, DockerClient, StatsSample};
+use crate::telemetry::SpanParent;
 
 /// The stats interval when the spec names none.
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
@@ -83,13 +85,15 @@ pub fn stats_message(stats: TaskStats) -> Bytes {
 
 /// Samples container `id` of task `task_id` every `interval`, runs `facts_command`
 /// (when not empty, bounded by the interval) and hands each encoded stats message to
-/// `send`. Never returns; the worker drops it when the container stops.
+/// `send`. Never returns; the worker drops it when the container stops. Every sample
+/// (engine stats and facts) runs in an `Executor::Stats` span, child of `parent`.
 pub async fn report_stats(
     docker: &DockerClient,
     id: &str,
     task_id: &str,
     interval: Duration,
     facts_command: &[String],
+    parent: &SpanParent,
     send: impl Fn(Bytes),
 ) {
     let mut ticks = tokio::time::interval(interval);
@@ -97,17 +101,27 @@ pub async fn report_stats(
     let mut previous: Option<StatsSample> = None;
     loop {
         ticks.tick().await;
-        let sample = match docker.container_stats(id).await {
-            Ok(sample) => sample,
-            Err(err) => {
-                warn!(task = %task_id, error = %err, "cannot sample the container's stats");
-                continue;
-            }
-        };
-        let facts = if facts_command.is_empty() {
-            Vec::new()
-        } else {
-            run_facts_command(docker, id, task_id, interval, facts_command).await
+        let span = info_span!(parent: None, "Executor::Stats", task_id, container_id = id);
+        parent.adopt(&span);
+        let sampled = async {
+            let sample = match docker.container_stats(id).await {
+                Ok(sample) => sample,
+                Err(err) => {
+                    warn!(task = %task_id, error = %err, "cannot sample the container's stats");
+                    return None;
+                }
+            };
+            let facts = if facts_command.is_empty() {
+                Vec::new()
+            } else {
+                run_facts_command(docker, id, task_id, interval, facts_command).await
+            };
+            Some((sample, facts))
+        }
+        .instrument(span)
+        .await;
+        let Some((sample, facts)) = sampled else {
+            continue;
         };
         let stats = task_stats(task_id, &sample, previous.as_ref(), facts, unix_seconds());
         debug!(task = %task_id, cpu_percent = ?stats.cpu_percent, "stats sample");

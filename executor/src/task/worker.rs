@@ -15,7 +15,8 @@ use bytes::Bytes;
 use mesos_stateful_proto::v1::task_status::Reason;
 use mesos_stateful_proto::v1::TaskState;
 use tokio::sync::{watch, OnceCell};
-use tracing::warn;
+use tracing::field::Empty;
+use tracing::{info_span, warn, Instrument};
 
 use super::health::{watch_health, HealthEvent};
 use super::kill::{remove, stop_and_remove, watch_exit};
@@ -23,6 +24,7 @@ use super::launch::{launch, Launched};
 use super::stats::report_stats;
 use super::{exit_outcome, ContainerPlan, Outcome, PlanError};
 use crate::docker::{DockerClient, DockerError, DockerHost};
+use crate::telemetry::{set_remote_parent, SpanParent};
 
 /// A Docker client connected on first use and shared by all workers, so that an
 /// engine that is down when the executor starts only fails the tasks launched while
@@ -82,9 +84,17 @@ pub enum WorkerReport {
 /// reports in between. The container's logs are copied into `sandbox` (when given)
 /// before it is removed. A task killed for failing its health check is stopped with
 /// `health_kill_grace`.
+///
+/// The launch (engine connection, adoption, pull, create, start) runs in an
+/// `Executor::Launch` span whose parent is the span named by `traceparent` (the
+/// task's label) when it is a valid W3C value, and which is a root span otherwise.
+/// The launch span ends once the container runs; every later health probe
+/// (`Executor::Health`) and stats sample (`Executor::Stats`) is a child of its
+/// context, so a long-running task does not keep one span open for its whole life.
 pub async fn run_task(
     docker: LazyDocker,
     plan: Result<ContainerPlan, PlanError>,
+    traceparent: Option<String>,
     sandbox: Option<PathBuf>,
     mut kill: watch::Receiver<Option<Duration>>,
     health_kill_grace: Duration,
@@ -111,25 +121,44 @@ pub async fn run_task(
         reason: None,
         message: format!("creating container {} from image {}", plan.name, plan.image),
     });
-    let docker = match docker.get().await {
-        Ok(docker) => docker,
-        Err(err) => {
-            report_state(Outcome {
-                state: TaskState::TaskFailed,
-                reason: Some(Reason::ContainerLaunchFailed),
-                message: format!("docker engine unavailable: {err}"),
-            });
-            return;
-        }
-    };
+    let launch_span = info_span!(
+        parent: None,
+        "Executor::Launch",
+        task_id = %plan.task_id,
+        image = %plan.image,
+        container = %plan.name,
+        container_id = Empty,
+        adopted = Empty,
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+    );
+    set_remote_parent(&launch_span, traceparent.as_deref());
     let sandbox = sandbox.as_deref();
-    let Launched { id, adopted } = match launch(&docker, &plan).await {
-        Ok(launched) => launched,
+    let started = async {
+        let docker = docker.get().await.map_err(|err| Outcome {
+            state: TaskState::TaskFailed,
+            reason: Some(Reason::ContainerLaunchFailed),
+            message: format!("docker engine unavailable: {err}"),
+        })?;
+        let launched = launch(&docker, &plan).await?;
+        Ok::<_, Outcome>((docker, launched))
+    }
+    .instrument(launch_span.clone())
+    .await;
+    let (docker, Launched { id, adopted }) = match started {
+        Ok(started) => started,
         Err(outcome) => {
+            launch_span.record("otel.status_code", "ERROR");
+            launch_span.record("otel.status_description", outcome.message.as_str());
+            drop(launch_span);
             report_state(outcome);
             return;
         }
     };
+    launch_span.record("container_id", id.as_str());
+    launch_span.record("adopted", adopted);
+    let parent = SpanParent::of(&launch_span);
+    drop(launch_span);
     let pending_kill = *kill.borrow();
     if let Some(grace) = pending_kill {
         let stopped = stop_and_remove(&docker, &id, grace, sandbox).await;
@@ -174,7 +203,7 @@ pub async fn run_task(
             }
             report_state(outcome);
         }
-        failures = check_health(&docker, &id, &plan, &report) => {
+        failures = check_health(&docker, &id, &plan, &parent, &report) => {
             warn!(container = %plan.name, failures, "task unhealthy; killing it");
             let stopped = stop_and_remove(&docker, &id, health_kill_grace, sandbox).await;
             let mut message = format!("task unhealthy: {failures} consecutive health check failures");
@@ -193,6 +222,7 @@ pub async fn run_task(
             &plan.task_id,
             plan.stats_interval,
             &plan.facts_command,
+            &parent,
             |data| report(WorkerReport::Message(data)),
         ) => {}
     }
@@ -204,16 +234,24 @@ async fn check_health(
     docker: &DockerClient,
     id: &str,
     plan: &ContainerPlan,
+    parent: &SpanParent,
     report: &impl Fn(WorkerReport),
 ) -> u32 {
     let Some(check) = &plan.health_check else {
         return std::future::pending().await;
     };
-    watch_health(docker, id, &plan.task_id, check, |event| match event {
-        HealthEvent::Changed { healthy, detail } => {
-            report(WorkerReport::Health { healthy, detail })
-        }
-    })
+    watch_health(
+        docker,
+        id,
+        &plan.task_id,
+        check,
+        parent,
+        |event| match event {
+            HealthEvent::Changed { healthy, detail } => {
+                report(WorkerReport::Health { healthy, detail })
+            }
+        },
+    )
     .await
 }
 

@@ -1,5 +1,5 @@
-//! Integration tests against the real Docker engine of this machine, and end-to-end
-//! runs of the executor against a fake agent.
+//! Integration tests against the real Docker engine of this machine, end-to-end
+//! runs of the executor against a fake agent, and the executor's exported spans.
 //!
 //! No public registry is reachable: the tests import a busybox image from a tarball
 //! they build themselves. Pull tests start their own `docker-registry` process on a
@@ -14,4 +14,5 @@
 
 mod docker;
 mod executor;
+mod spans;
 mod support;

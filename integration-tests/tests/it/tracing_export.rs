@@ -3,7 +3,8 @@
 //! form one trace: `HttpLib::POST /v1/instances` → `Creator::CreateInstance` →
 //! `StateManager::CreateInstance`, `BufferManager::QueueLaunch` and, once an offer
 //! placed the member, `OfferManager::Launch` → (Mesos UPDATE) →
-//! `Maintainer::ApplyUpdate` → `StateManager::Write`.
+//! `Maintainer::ApplyUpdate` → `StateManager::Write`, and in the executor
+//! `Executor::Launch` → `Executor::Create`, `Executor::Start`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -133,6 +134,13 @@ async fn a_create_is_one_connected_trace_across_actors() {
                 command: workspace_binary("mesos-stateful-executor")
                     .to_string_lossy()
                     .into_owned(),
+                kill_grace_seconds: 2.0,
+                // The executor exports to the same receiver.
+                environment: [
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), endpoint.clone()),
+                    ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "100".to_string()),
+                ]
+                .into(),
                 ..ExecutorLaunch::default()
             },
             framework: FrameworkSettings::default(),
@@ -161,7 +169,8 @@ async fn a_create_is_one_connected_trace_across_actors() {
         async move {
             let spans = spans.lock().unwrap().clone();
             let applied_running = spans.iter().any(|s| s.name == "Maintainer::ApplyUpdate")
-                && spans.iter().any(|s| s.name == "OfferManager::Launch");
+                && spans.iter().any(|s| s.name == "OfferManager::Launch")
+                && spans.iter().any(|s| s.name == "Executor::Start");
             applied_running.then_some(spans)
         }
     })
@@ -200,6 +209,23 @@ async fn a_create_is_one_connected_trace_across_actors() {
         launch.parent_span_id, creator.span_id,
         "the launch's parent is the Creator"
     );
+    // The executor's spans join the trace under the launch, through the task's label.
+    let executor_launch = one("Executor::Launch");
+    assert_eq!(
+        executor_launch.trace_id, root.trace_id,
+        "the executor is in the request's trace"
+    );
+    assert_eq!(
+        executor_launch.parent_span_id, launch.span_id,
+        "the executor's parent is the launch"
+    );
+    for name in ["Executor::Create", "Executor::Start"] {
+        assert_eq!(
+            one(name).parent_span_id,
+            executor_launch.span_id,
+            "{name} is a child of Executor::Launch"
+        );
+    }
     // Status updates of the launched task join the same trace under the launch, and
     // their writes under them.
     let applied: Vec<&Span> = named("Maintainer::ApplyUpdate")

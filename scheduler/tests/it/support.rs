@@ -186,11 +186,24 @@ pub struct ZooKeeper {
 
 impl ZooKeeper {
     /// Starts ZooKeeper from Debian's package; `None` when it is not installed.
+    /// A server that does not answer `ruok` in time is stopped and started again on
+    /// another port, once; its log is shown if it still fails.
     pub async fn start() -> Option<ZooKeeper> {
         let jar = std::path::Path::new("/usr/share/java/zookeeper.jar");
         if !jar.exists() {
             return None;
         }
+        let mut last_log = String::new();
+        for _ in 0..2 {
+            match Self::start_once().await {
+                Ok(zk) => return Some(zk),
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("zookeeper did not start; its output:\n{last_log}");
+    }
+
+    async fn start_once() -> Result<ZooKeeper, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -207,39 +220,46 @@ impl ZooKeeper {
             ),
         )
         .unwrap();
+        let log_path = dir.path().join("zookeeper.out");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = std::process::Command::new("java")
             .arg("-cp")
             .arg("/etc/zookeeper/conf:/usr/share/java/zookeeper.jar")
             .arg("-Dzookeeper.log.dir=".to_string() + &dir.path().display().to_string())
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
             .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
         let address = format!("127.0.0.1:{port}");
-        let zk = ZooKeeper {
+        let mut zk = ZooKeeper {
             address,
             child,
             _dir: dir,
         };
-        let ready = async {
-            loop {
-                if let Ok(mut socket) = TcpStream::connect(&zk.address).await {
-                    let _ = socket.write_all(b"ruok").await;
-                    let mut answer = String::new();
-                    let _ = socket.read_to_string(&mut answer).await;
-                    if answer == "imok" {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = zk.child.try_wait() {
+                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(format!("exited with {status}\n{output}"));
             }
-        };
-        tokio::time::timeout(Duration::from_secs(60), ready)
-            .await
-            .expect("zookeeper did not start");
-        Some(zk)
+            if let Ok(mut socket) = TcpStream::connect(&zk.address).await {
+                let _ = socket.write_all(b"ruok").await;
+                let mut answer = String::new();
+                let read = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    socket.read_to_string(&mut answer),
+                )
+                .await;
+                if read.is_ok() && answer == "imok" {
+                    return Ok(zk);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Dropping `zk` stops the process.
+        Err(std::fs::read_to_string(&log_path).unwrap_or_default())
     }
 }
 
