@@ -89,6 +89,18 @@ struct Common {
     /// two lines); else MESOS_STATEFUL_PRINCIPAL and MESOS_STATEFUL_SECRET.
     #[arg(long)]
     credentials_file: Option<PathBuf>,
+    /// Seconds between two stats samples of each member's container (at least 0.5).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_stats_interval)]
+    stats_interval: f64,
+}
+
+fn parse_stats_interval(value: &str) -> Result<f64, String> {
+    let seconds: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    if seconds.is_finite() && (0.5..=3600.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err("must be between 0.5 and 3600 seconds".to_string())
+    }
 }
 
 fn executor_launch(common: &Common, uri: Option<String>) -> anyhow::Result<ExecutorLaunch> {
@@ -107,6 +119,7 @@ fn executor_launch(common: &Common, uri: Option<String>) -> anyhow::Result<Execu
     let mut launch = ExecutorLaunch {
         command: command.to_string_lossy().into_owned(),
         uri,
+        stats_interval_seconds: common.stats_interval,
         ..ExecutorLaunch::default()
     };
     if let Ok(filter) = std::env::var("RUST_LOG") {

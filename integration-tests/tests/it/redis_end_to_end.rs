@@ -56,6 +56,7 @@ async fn redis_master_and_replica_replicate_and_are_deleted() {
                     .to_string_lossy()
                     .into_owned(),
                 kill_grace_seconds: 2.0,
+                stats_interval_seconds: 1.0,
                 ..ExecutorLaunch::default()
             },
             framework: FrameworkSettings::default(),
@@ -157,6 +158,28 @@ async fn redis_master_and_replica_replicate_and_are_deleted() {
         }
     })
     .await;
+
+    // The executors' stats samples reach the REST API.
+    let stats: Value = wait_for("stats of both members", Duration::from_secs(15), || {
+        let (http, api) = (http.clone(), api.clone());
+        async move {
+            let body: Value = http
+                .get(format!("{api}/v1/instances/{INSTANCE}"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let members = body["members"].as_array()?.clone();
+            members
+                .iter()
+                .all(|m| m["stats"]["memory_bytes"].as_u64().is_some_and(|b| b > 0))
+                .then_some(body)
+        }
+    })
+    .await;
+    assert!(stats["members"][0]["stats"]["timestamp"].as_f64().is_some());
 
     let response = http
         .delete(format!("{api}/v1/instances/{INSTANCE}"))
