@@ -144,23 +144,23 @@ pub fn link_to(span: &Span, other: &Span) {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MessageLabels {
     /// Actor that handled it.
-    pub actor: String,
+    pub actor: &'static str,
     /// Message name.
-    pub message: String,
+    pub message: &'static str,
 }
 
 /// Labels naming an actor.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActorLabels {
     /// The actor.
-    pub actor: String,
+    pub actor: &'static str,
 }
 
 /// Labels of offer outcomes.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OfferLabels {
     /// `received`, `accepted`, `declined` or `rescinded`.
-    pub outcome: String,
+    pub outcome: &'static str,
 }
 
 /// Labels of task states.
@@ -174,7 +174,7 @@ pub struct StateLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     /// Instance status.
-    pub status: String,
+    pub status: &'static str,
 }
 
 /// Labels of REST requests.
@@ -223,6 +223,11 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
 }
 
+/// Buckets for durations from 50 µs to about 13 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 4.0, 10))
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -232,22 +237,19 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh set of instruments in their own registry.
     pub fn new() -> Self {
-        let latency = || Histogram::new(exponential_buckets(0.000_05, 4.0, 10));
         let mut registry = Registry::with_prefix("mesos_stateful");
         let metrics = Metrics {
             messages: Family::default(),
-            handler_seconds: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.000_05, 4.0, 10))
-            }),
+            handler_seconds: Family::new_with_constructor(latency_histogram),
             errors: Family::default(),
             mailbox_depth: Family::default(),
             starts: Family::default(),
             offers: Family::default(),
-            offer_to_accept_seconds: latency(),
+            offer_to_accept_seconds: latency_histogram(),
             launches: Counter::default(),
             task_updates: Family::default(),
             instances: Family::default(),
-            store_write_seconds: latency(),
+            store_write_seconds: latency_histogram(),
             store_batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             subscriptions: Counter::default(),
             requests: Family::default(),
@@ -326,27 +328,21 @@ impl Metrics {
     }
 
     fn labels(actor: &'static str, message: &'static str) -> MessageLabels {
-        MessageLabels {
-            actor: actor.to_string(),
-            message: message.to_string(),
-        }
+        // Static labels: counting a message allocates nothing.
+        MessageLabels { actor, message }
     }
 
     /// Counts a message sent to `actor` (its mailbox grows).
     pub fn sent(&self, actor: &'static str) {
         self.mailbox_depth
-            .get_or_create(&ActorLabels {
-                actor: actor.to_string(),
-            })
+            .get_or_create(&ActorLabels { actor })
             .inc();
     }
 
     /// Counts a message picked up by `actor`.
     pub fn received(&self, actor: &'static str, message: &'static str) {
         self.mailbox_depth
-            .get_or_create(&ActorLabels {
-                actor: actor.to_string(),
-            })
+            .get_or_create(&ActorLabels { actor })
             .dec();
         self.messages
             .get_or_create(&Self::labels(actor, message))
@@ -355,11 +351,7 @@ impl Metrics {
 
     /// Counts an actor start.
     pub fn started(&self, actor: &'static str) {
-        self.starts
-            .get_or_create(&ActorLabels {
-                actor: actor.to_string(),
-            })
-            .inc();
+        self.starts.get_or_create(&ActorLabels { actor }).inc();
     }
 
     /// Records the handling time of a message and whether it failed.
@@ -380,11 +372,9 @@ impl Metrics {
     }
 
     /// Counts offers with an outcome.
-    pub fn offers(&self, outcome: &str, count: usize) {
+    pub fn offers(&self, outcome: &'static str, count: usize) {
         self.offers
-            .get_or_create(&OfferLabels {
-                outcome: outcome.to_string(),
-            })
+            .get_or_create(&OfferLabels { outcome })
             .inc_by(count as u64);
     }
 }

@@ -31,6 +31,26 @@ pub enum InstanceStatus {
 }
 
 impl InstanceStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [InstanceStatus; 5] = [
+        Self::Creating,
+        Self::Running,
+        Self::Deleting,
+        Self::Deleted,
+        Self::Failed,
+    ];
+
+    /// The status's name as the API and the records spell it (`RUNNING`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "CREATING",
+            Self::Running => "RUNNING",
+            Self::Deleting => "DELETING",
+            Self::Deleted => "DELETED",
+            Self::Failed => "FAILED",
+        }
+    }
+
     /// Whether a DELETE may move the instance to `Deleting`.
     pub fn can_delete(self) -> bool {
         matches!(self, Self::Creating | Self::Running | Self::Failed)
@@ -160,4 +180,17 @@ pub fn member_name(instance: &str, ordinal: u32) -> String {
 /// Task id of a member's incarnation: `cache1-0.1`.
 pub fn task_id(instance: &str, ordinal: u32, incarnation: u32) -> String {
     format!("{instance}-{ordinal}.{incarnation}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_match_the_serialized_form() {
+        for status in InstanceStatus::ALL {
+            let json = serde_json::to_value(status).unwrap();
+            assert_eq!(json.as_str(), Some(status.as_str()));
+        }
+    }
 }

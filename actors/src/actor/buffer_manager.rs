@@ -60,7 +60,6 @@ pub struct BufferManager {
     jobs: VecDeque<(LaunchJob, Instant)>,
     offer_manager: Recipient<Traced<OfferMsg>>,
     maintainer: Recipient<Traced<MaintainerMsg>>,
-    updates_forwarded: u64,
     metrics: Arc<Metrics>,
 }
 
@@ -77,7 +76,6 @@ impl BufferManager {
             jobs: VecDeque::new(),
             offer_manager,
             maintainer,
-            updates_forwarded: 0,
             metrics,
         }
     }
@@ -112,7 +110,6 @@ impl BufferManager {
     }
 
     fn on_task_update(&mut self, status: Box<v1::TaskStatus>) {
-        self.updates_forwarded += 1;
         self.metrics.sent(super::maintainer::ACTOR);
         self.maintainer
             .do_send(Traced::new(MaintainerMsg::TaskUpdate(status)));

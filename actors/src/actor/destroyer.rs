@@ -210,26 +210,24 @@ impl Destroyer {
         mesos: Arc<dyn MesosCalls>,
         name: String,
     ) -> Result<InstanceView, ActorError> {
-        {
-            let Some(mut state) = store.get(&name).await? else {
-                return Err(ActorError::NotFound(name));
-            };
-            if state.instance.status.can_delete() {
-                state.instance.status = InstanceStatus::Deleting;
-                store
-                    .write(vec![state.instance.clone()], Vec::new())
-                    .await?;
-                tracing::info!(instance = %name, "deleting instance");
-            }
-            if state.instance.status == InstanceStatus::Deleting {
-                buffer.cancel_instance(&name);
-                Self::kill_live_tasks(mesos.as_ref(), &state);
-            }
-            let state = Self::finish_if_done(&store, &name)
-                .await?
-                .ok_or_else(|| ActorError::NotFound(name.clone()))?;
-            Ok(state.view())
+        let Some(mut state) = store.get(&name).await? else {
+            return Err(ActorError::NotFound(name));
+        };
+        if state.instance.status.can_delete() {
+            state.instance.status = InstanceStatus::Deleting;
+            store
+                .write(vec![state.instance.clone()], Vec::new())
+                .await?;
+            tracing::info!(instance = %name, "deleting instance");
         }
+        if state.instance.status == InstanceStatus::Deleting {
+            buffer.cancel_instance(&name);
+            Self::kill_live_tasks(mesos.as_ref(), &state);
+        }
+        let state = Self::finish_if_done(&store, &name)
+            .await?
+            .ok_or_else(|| ActorError::NotFound(name.clone()))?;
+        Ok(state.view())
     }
 }
 

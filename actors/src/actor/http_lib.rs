@@ -23,6 +23,8 @@ use std::sync::Arc;
 use actix_web::dev::{Service, ServiceRequest};
 use tracing::Instrument;
 
+use mesos_stateful_store::records::InstanceStatus;
+
 use crate::domain::request::{validate_name, CreateInstanceRequest};
 use crate::telemetry::{Metrics, RequestLabels, StatusLabels};
 use crate::ActorError;
@@ -190,16 +192,16 @@ async fn list_instances(
     let wanted = match query.status.as_deref() {
         None => None,
         Some(status) => Some(
-            serde_json::from_value::<mesos_stateful_store::records::InstanceStatus>(
-                serde_json::Value::String(status.to_ascii_uppercase()),
-            )
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_field",
-                    format!("unknown status {status:?}"),
-                )
-            })?,
+            InstanceStatus::ALL
+                .into_iter()
+                .find(|s| s.as_str().eq_ignore_ascii_case(status))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_field",
+                        format!("unknown status {status:?}"),
+                    )
+                })?,
         ),
     };
     let views: Vec<_> = handles
@@ -306,20 +308,14 @@ async fn delete_instance(
 async fn metrics(handles: web::Data<ApiHandles>) -> Result<HttpResponse, ApiError> {
     let states = handles.state.list().await?;
     let gauges = &handles.metrics.instances;
-    for status in ["CREATING", "RUNNING", "DELETING", "DELETED", "FAILED"] {
+    for status in InstanceStatus::ALL {
         let count = states
             .iter()
-            .filter(|s| {
-                serde_json::to_value(s.instance.status)
-                    .ok()
-                    .as_ref()
-                    .and_then(|v| v.as_str())
-                    == Some(status)
-            })
+            .filter(|s| s.instance.status == status)
             .count();
         gauges
             .get_or_create(&StatusLabels {
-                status: status.to_string(),
+                status: status.as_str(),
             })
             .set(count as i64);
     }

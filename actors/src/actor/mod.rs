@@ -33,7 +33,6 @@ use mesos_stateful_store::records::InstanceStatus;
 use mesos_stateful_store::StateStore;
 
 use crate::domain::launch::ExecutorLaunch;
-use crate::domain::lifecycle;
 use crate::domain::offers::LaunchJob;
 use crate::mesos::{calls, MesosCalls};
 use crate::telemetry::Metrics;
@@ -306,7 +305,6 @@ impl System {
             .live_tasks()
             .await?
             .into_iter()
-            .filter(|t| !lifecycle::is_terminal(t.state.as_deref()))
             .map(|t| (t.task_id, t.agent_id))
             .collect();
         if !live.is_empty() {

@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use mesos_stateful_devcluster::{DevClusterConfig, DevClusterThread};
-use mesos_stateful_scheduler::run::Scheduler;
-use mesos_stateful_scheduler::{
-    ExecutorLaunch, FrameworkSettings, GenericContainer, SchedulerConfig,
-};
 
 use crate::support::*;
 
@@ -37,16 +33,6 @@ fn running_containers_of(instance: &str) -> Vec<String> {
         .collect()
 }
 
-async fn instance(http: &reqwest::Client, api: &str) -> Option<Value> {
-    http.get(format!("{api}/v1/instances/{INSTANCE}"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
-}
-
 #[actix_rt::test]
 async fn executor_reregisters_after_an_agent_restart() {
     require_image(BUSYBOX_IMAGE);
@@ -60,24 +46,7 @@ async fn executor_reregisters_after_an_agent_restart() {
     };
     let reregistration_timeout = config.executor_reregistration_timeout;
     let cluster = Arc::new(DevClusterThread::spawn(config).unwrap());
-    let scheduler = Scheduler::start(
-        SchedulerConfig {
-            master: cluster.master_url(),
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            executor: ExecutorLaunch {
-                command: workspace_binary("mesos-stateful-executor")
-                    .to_string_lossy()
-                    .into_owned(),
-                kill_grace_seconds: 2.0,
-                ..ExecutorLaunch::default()
-            },
-            framework: FrameworkSettings::default(),
-        },
-        Arc::new(GenericContainer),
-    )
-    .await
-    .unwrap();
+    let scheduler = start_scheduler(cluster.master_url(), dir.path(), test_executor()).await;
     let api = format!("http://{}", scheduler.api_addr());
     let http = reqwest::Client::new();
 
@@ -97,7 +66,7 @@ async fn executor_reregisters_after_an_agent_restart() {
     let before: Value = wait_for("RUNNING", Duration::from_secs(60), || {
         let (http, api) = (http.clone(), api.clone());
         async move {
-            let body = instance(&http, &api).await?;
+            let body = get_instance(&http, &api, INSTANCE).await?;
             assert_ne!(body["status"], "FAILED", "instance failed: {body}");
             (body["status"] == "RUNNING").then_some(body)
         }
@@ -131,7 +100,7 @@ async fn executor_reregisters_after_an_agent_restart() {
         || {
             let (http, api) = (http.clone(), api.clone());
             async move {
-                let body = instance(&http, &api).await?;
+                let body = get_instance(&http, &api, INSTANCE).await?;
                 let state = body["members"][0]["state"].clone();
                 assert!(
                     state == "TASK_RUNNING" || state == "TASK_STARTING",
@@ -167,7 +136,7 @@ async fn executor_reregisters_after_an_agent_restart() {
     wait_for("DELETED", Duration::from_secs(60), || {
         let (http, api) = (http.clone(), api.clone());
         async move {
-            let body = instance(&http, &api).await?;
+            let body = get_instance(&http, &api, INSTANCE).await?;
             (body["status"] == "DELETED").then_some(())
         }
     })

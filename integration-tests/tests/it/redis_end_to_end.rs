@@ -2,16 +2,13 @@
 //! in Docker through devcluster and the real executor; the replica replicates; a
 //! delete leaves no container behind.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use mesos_stateful_devcluster::{AgentConfig, DevClusterConfig, DevClusterThread};
-use mesos_stateful_scheduler::run::Scheduler;
-use mesos_stateful_scheduler::{
-    ExecutorLaunch, FrameworkSettings, GenericContainer, SchedulerConfig,
-};
+
+use mesos_stateful_scheduler::ExecutorLaunch;
 
 use crate::support::*;
 
@@ -46,25 +43,11 @@ async fn redis_master_and_replica_replicate_and_are_deleted() {
         ..DevClusterConfig::default()
     })
     .unwrap();
-    let scheduler = Scheduler::start(
-        SchedulerConfig {
-            master: cluster.master_url(),
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            executor: ExecutorLaunch {
-                command: workspace_binary("mesos-stateful-executor")
-                    .to_string_lossy()
-                    .into_owned(),
-                kill_grace_seconds: 2.0,
-                stats_interval_seconds: 1.0,
-                ..ExecutorLaunch::default()
-            },
-            framework: FrameworkSettings::default(),
-        },
-        Arc::new(GenericContainer),
-    )
-    .await
-    .unwrap();
+    let executor = ExecutorLaunch {
+        stats_interval_seconds: 1.0,
+        ..test_executor()
+    };
+    let scheduler = start_scheduler(cluster.master_url(), dir.path(), executor).await;
     let api = format!("http://{}", scheduler.api_addr());
     let http = reqwest::Client::new();
 
@@ -91,14 +74,7 @@ async fn redis_master_and_replica_replicate_and_are_deleted() {
     let instance: Value = wait_for("both members RUNNING", Duration::from_secs(90), || {
         let (http, api) = (http.clone(), api.clone());
         async move {
-            let body: Value = http
-                .get(format!("{api}/v1/instances/{INSTANCE}"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let body = get_instance(&http, &api, INSTANCE).await?;
             assert_ne!(body["status"], "FAILED", "instance failed: {body}");
             (body["status"] == "RUNNING").then_some(body)
         }
@@ -163,14 +139,7 @@ async fn redis_master_and_replica_replicate_and_are_deleted() {
     let stats: Value = wait_for("stats of both members", Duration::from_secs(15), || {
         let (http, api) = (http.clone(), api.clone());
         async move {
-            let body: Value = http
-                .get(format!("{api}/v1/instances/{INSTANCE}"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let body = get_instance(&http, &api, INSTANCE).await?;
             let members = body["members"].as_array()?.clone();
             members
                 .iter()
@@ -190,14 +159,7 @@ async fn redis_master_and_replica_replicate_and_are_deleted() {
     wait_for("DELETED", Duration::from_secs(60), || {
         let (http, api) = (http.clone(), api.clone());
         async move {
-            let body: Value = http
-                .get(format!("{api}/v1/instances/{INSTANCE}"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let body = get_instance(&http, &api, INSTANCE).await?;
             (body["status"] == "DELETED").then_some(())
         }
     })

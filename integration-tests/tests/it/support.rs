@@ -2,9 +2,17 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use mesos_stateful_scheduler::run::Scheduler;
+use mesos_stateful_scheduler::{
+    ExecutorLaunch, FrameworkSettings, GenericContainer, SchedulerConfig,
+};
 
 /// The image with redis-server built by `scripts/build-test-images.sh`.
 pub const REDIS_IMAGE: &str = "mesos-stateful/redis:test";
@@ -26,6 +34,46 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The executor of the in-process tests: the workspace's binary, with a short kill
+/// grace so deletions end quickly.
+pub fn test_executor() -> ExecutorLaunch {
+    ExecutorLaunch {
+        command: workspace_binary("mesos-stateful-executor")
+            .to_string_lossy()
+            .into_owned(),
+        kill_grace_seconds: 2.0,
+        ..ExecutorLaunch::default()
+    }
+}
+
+/// Starts the generic scheduler against `master`, its state under `dir/data` and
+/// its API on a free loopback port.
+pub async fn start_scheduler(master: String, dir: &Path, executor: ExecutorLaunch) -> Scheduler {
+    Scheduler::start(
+        SchedulerConfig {
+            master,
+            data_dir: dir.join("data"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            executor,
+            framework: FrameworkSettings::default(),
+        },
+        Arc::new(GenericContainer),
+    )
+    .await
+    .unwrap()
+}
+
+/// `GET /v1/instances/{name}` as JSON, `None` on any failure.
+pub async fn get_instance(http: &reqwest::Client, api: &str, name: &str) -> Option<Value> {
+    http.get(format!("{api}/v1/instances/{name}"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
 }
 
 /// Fails the test with a clear message when the image is missing.

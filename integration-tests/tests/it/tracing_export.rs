@@ -17,11 +17,9 @@ use prost::Message;
 use serde_json::json;
 
 use mesos_stateful_devcluster::{DevClusterConfig, DevClusterThread};
-use mesos_stateful_scheduler::run::Scheduler;
 use mesos_stateful_scheduler::telemetry::{self, LogFormat};
-use mesos_stateful_scheduler::{
-    ExecutorLaunch, FrameworkSettings, GenericContainer, SchedulerConfig,
-};
+
+use mesos_stateful_scheduler::ExecutorLaunch;
 
 use crate::support::*;
 
@@ -125,30 +123,16 @@ async fn a_create_is_one_connected_trace_across_actors() {
         ..DevClusterConfig::default()
     })
     .unwrap();
-    let scheduler = Scheduler::start(
-        SchedulerConfig {
-            master: cluster.master_url(),
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            executor: ExecutorLaunch {
-                command: workspace_binary("mesos-stateful-executor")
-                    .to_string_lossy()
-                    .into_owned(),
-                kill_grace_seconds: 2.0,
-                // The executor exports to the same receiver.
-                environment: [
-                    ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), endpoint.clone()),
-                    ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "100".to_string()),
-                ]
-                .into(),
-                ..ExecutorLaunch::default()
-            },
-            framework: FrameworkSettings::default(),
-        },
-        Arc::new(GenericContainer),
-    )
-    .await
-    .unwrap();
+    let executor = ExecutorLaunch {
+        // The executor exports to the same receiver.
+        environment: [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), endpoint.clone()),
+            ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "100".to_string()),
+        ]
+        .into(),
+        ..test_executor()
+    };
+    let scheduler = start_scheduler(cluster.master_url(), dir.path(), executor).await;
     let api = format!("http://{}", scheduler.api_addr());
     let response = reqwest::Client::new()
         .post(format!("{api}/v1/instances"))
