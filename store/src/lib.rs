@@ -22,6 +22,8 @@
 //! - `rocks`: [`RocksPersister`], the durable backend.
 //! - `memory`: [`MemPersister`], the in-memory backend with fault injection for tests.
 //! - `state`: [`StateStore`] and [`Changes`], the typed layer and its key layout.
+//! - `migrations`: the ordered steps that bring an older layout to
+//!   [`records::SCHEMA_VERSION`] when the store is opened.
 //! - `error`: [`StoreError`], the one error type of the crate.
 //! - `contract_tests` (tests only): the behaviour every backend must show, run
 //!   against each backend, and a property test that the backends agree.
@@ -35,6 +37,7 @@
 mod contract_tests;
 mod error;
 mod memory;
+mod migrations;
 mod persister;
 pub mod records;
 mod rocks;

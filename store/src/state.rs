@@ -62,6 +62,12 @@ pub enum Change {
         /// Name of the instance.
         name: String,
     },
+    /// Require that no record `instances/<name>` exists at this point of the batch;
+    /// otherwise the whole batch fails with [`StoreError::Conflict`] on that key.
+    ExpectNoInstance {
+        /// Name of the instance.
+        name: String,
+    },
     /// Remove the task record `tasks/<instance>/<ordinal>`.
     DeleteTask {
         /// Name of the instance.
@@ -80,13 +86,22 @@ pub struct Changes {
 impl StateStore {
     /// Opens the typed store on `persister`.
     ///
-    /// On a new store this writes [`SCHEMA_VERSION`]. An existing store must be at
-    /// exactly [`SCHEMA_VERSION`]: a newer layout was written by a newer build and is
-    /// refused, and there is no older layout to migrate from yet (1 is the first), so
-    /// any other value is refused as well with [`StoreError::UnsupportedSchema`].
+    /// On a new store this writes [`SCHEMA_VERSION`]. An existing store at an older
+    /// version is migrated step by step, each step one atomic batch; a newer layout was
+    /// written by a newer build and is refused with [`StoreError::UnsupportedSchema`],
+    /// as is a version no migration starts from.
     pub fn open(persister: Arc<dyn Persister>) -> Result<Self, StoreError> {
         let store = Self { persister };
         match store.stored_schema_version()? {
+            Some(found) if found > 0 && found < SCHEMA_VERSION => {
+                crate::migrations::migrate(
+                    store.persister.as_ref(),
+                    SCHEMA_VERSION_KEY,
+                    found,
+                    SCHEMA_VERSION,
+                    crate::migrations::MIGRATIONS,
+                )?;
+            }
             Some(found) => check_schema_version(found)?,
             None => {
                 let mut batch = Batch::new();
@@ -281,6 +296,21 @@ impl Changes {
         self
     }
 
+    /// Adds a check that no record `instances/<name>` exists; the batch fails
+    /// otherwise. Put it before the instance's creation to merge creates into one
+    /// batch with other writes.
+    pub fn expect_no_instance(&mut self, name: impl Into<String>) -> &mut Self {
+        self.changes
+            .push(Change::ExpectNoInstance { name: name.into() });
+        self
+    }
+
+    /// Appends every change of `other`, in order.
+    pub fn extend(&mut self, other: Changes) -> &mut Self {
+        self.changes.extend(other.changes);
+        self
+    }
+
     /// Adds the removal of the task record `tasks/<instance>/<ordinal>`.
     pub fn delete_task(&mut self, instance: impl Into<String>, ordinal: u32) -> &mut Self {
         self.changes.push(Change::DeleteTask {
@@ -332,6 +362,9 @@ fn changes_to_batch(changes: &Changes) -> Result<Batch, StoreError> {
             }
             Change::DeleteInstance { name } => {
                 batch.delete(instance_key(name)?);
+            }
+            Change::ExpectNoInstance { name } => {
+                batch.check(instance_key(name)?, None);
             }
             Change::DeleteTask { instance, ordinal } => {
                 batch.delete(task_key(instance, *ordinal)?);
@@ -429,11 +462,14 @@ mod tests {
                 master_args: vec!["--port".to_owned(), "{port}".to_owned()],
                 replica_args: vec!["--replicaof".to_owned(), "{master_host}".to_owned()],
                 env: [("MODE".to_owned(), "cache".to_owned())].into(),
+                volume: None,
+                placement: Default::default(),
             },
             status: InstanceStatus::Creating,
             status_message: None,
             version: 1,
             created_at_ms: 1_700_000_000_000,
+            lifecycle: Default::default(),
         }
     }
 
@@ -456,6 +492,10 @@ mod tests {
             message: None,
             healthy: None,
             trace_parent: None,
+            volume: None,
+            failures: 0,
+            ended_at_ms: None,
+            running_since_ms: None,
             version: 1,
         }
     }
@@ -501,7 +541,7 @@ mod tests {
                 }
             });
         };
-        check(b"2", 2);
+        check(b"3", 3);
         check(b"0", 0);
     }
 
@@ -759,5 +799,32 @@ mod tests {
         let clone = store.clone();
         clone.set_framework_id("fw-9").unwrap();
         assert_eq!(store.framework_id().unwrap().as_deref(), Some("fw-9"));
+    }
+
+    #[test]
+    fn creates_merge_into_batches_with_a_check_per_instance() {
+        on_every_backend(|persister| {
+            let store = StateStore::open(persister).unwrap();
+            let mut merged = Changes::new();
+            for name in ["a", "b"] {
+                merged
+                    .expect_no_instance(name)
+                    .put_instance(instance(name))
+                    .put_task(task(name, 0));
+            }
+            store.write(&merged).unwrap();
+            assert_eq!(store.load_instances().unwrap().len(), 2);
+            // A batch creating a taken name fails whole, naming the key.
+            let mut again = Changes::new();
+            again.expect_no_instance("c").put_instance(instance("c"));
+            let mut taken = Changes::new();
+            taken.expect_no_instance("a").put_instance(instance("a"));
+            again.extend(taken);
+            match store.write(&again) {
+                Err(StoreError::Conflict { key, .. }) => assert_eq!(key, "instances/a"),
+                other => panic!("expected a conflict, got {other:?}"),
+            }
+            assert!(store.get_instance("c").unwrap().is_none());
+        });
     }
 }
