@@ -55,6 +55,17 @@ pub enum DevClusterError {
         /// Why.
         reason: String,
     },
+    /// An agent could not be stopped or removed.
+    #[error("agent {index}: {reason}")]
+    AgentControl {
+        /// The agent's index.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// ZooKeeper could not be used.
+    #[error("zookeeper: {0}")]
+    ZooKeeper(String),
     /// The dedicated runtime thread of a [`crate::DevClusterThread`] failed.
     #[error("devcluster runtime thread: {0}")]
     Thread(String),

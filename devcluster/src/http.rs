@@ -20,6 +20,7 @@ use mesos_stateful_proto::{media, recordio, STREAM_ID_HEADER};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::auth::{Authenticator, SCHEDULER_REALM};
 use crate::cluster::{Cluster, Effect, ExecutorConnection};
 use crate::json::{self, Described};
 use crate::process;
@@ -39,14 +40,17 @@ pub struct Shared {
     pub cluster: Mutex<Cluster>,
     /// Source of executor connection IDs.
     next_connection: AtomicU64,
+    /// Who may call the scheduler endpoint (everyone when it is off).
+    authenticator: Authenticator,
 }
 
 impl Shared {
     /// Wraps a cluster.
-    pub fn new(cluster: Cluster) -> Shared {
+    pub fn new(cluster: Cluster, authenticator: Authenticator) -> Shared {
         Shared {
             cluster: Mutex::new(cluster),
             next_connection: AtomicU64::new(1),
+            authenticator,
         }
     }
 
@@ -62,8 +66,8 @@ impl Shared {
 /// Which server a connection belongs to.
 #[derive(Debug, Clone, Copy)]
 pub enum Role {
-    /// The master (scheduler API, /version, /health).
-    Master,
+    /// Master number `n` (scheduler API, /version, /health, /master/redirect).
+    Master(usize),
     /// Agent number `n` (executor API).
     Agent(usize),
 }
@@ -177,6 +181,20 @@ pub fn run_effects(shared: &Arc<Shared>, effects: Vec<Effect>) {
                         shared.lock().executor_pid(agent, &container_id) == Some(pid);
                     if still_running {
                         process::signal_group(pid, "KILL").await;
+                    }
+                });
+            }
+            Effect::CreateVolume { path } => {
+                tokio::spawn(async move {
+                    if let Err(error) = tokio::fs::create_dir_all(&path).await {
+                        tracing::warn!(%error, path = %path.display(), "cannot create the volume directory");
+                    }
+                });
+            }
+            Effect::DestroyVolume { path } => {
+                tokio::spawn(async move {
+                    if let Err(error) = tokio::fs::remove_dir_all(&path).await {
+                        tracing::warn!(%error, path = %path.display(), "cannot remove the volume directory");
                     }
                 });
             }
@@ -299,8 +317,32 @@ fn stream_response<T: Described + Send + Sync + 'static>(
 async fn route(shared: Arc<Shared>, role: Role, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_string();
     match (role, path.as_str()) {
-        (Role::Master, "/api/v1/scheduler" | "/master/api/v1/scheduler") => {
-            scheduler_endpoint(shared, request).await
+        (Role::Master(index), "/api/v1/scheduler" | "/master/api/v1/scheduler") => {
+            // Authentication comes first, before any other check of the request.
+            let principal = if shared.authenticator.enabled() {
+                let header = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok());
+                match shared.authenticator.authenticate(header) {
+                    Some(principal) => Some(principal),
+                    None => return unauthorized(),
+                }
+            } else {
+                None
+            };
+            // Only the leader serves; the others point at it.
+            let (leader, authority) = {
+                let cluster = shared.lock();
+                (cluster.leader(), cluster.leader_authority())
+            };
+            if leader != Some(index) {
+                return match authority {
+                    Some(authority) => redirect(&format!("//{authority}/master/api/v1/scheduler")),
+                    None => text(StatusCode::SERVICE_UNAVAILABLE, "No leader elected"),
+                };
+            }
+            scheduler_endpoint(shared, request, principal).await
         }
         (Role::Agent(index), "/api/v1/executor" | "/slave(1)/api/v1/executor") => {
             executor_endpoint(shared, index, request).await
@@ -324,15 +366,14 @@ async fn route(shared: Arc<Shared>, role: Role, request: Request<Incoming>) -> R
             response
         }
         (_, "/health" | "/master/health" | "/slave(1)/health") => text(StatusCode::OK, ""),
-        (Role::Master, "/redirect" | "/master/redirect") => {
-            // The single master is always the leader; the answer is still a
-            // protocol-relative redirect without a path, as Mesos gives it.
-            let location = format!("//{}", shared.lock().master_authority());
-            let mut response = text(StatusCode::TEMPORARY_REDIRECT, "");
-            if let Ok(value) = header::HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, value);
+        (Role::Master(_), "/redirect" | "/master/redirect") => {
+            // A protocol-relative redirect without a path, even from the leader
+            // itself, as Mesos gives it.
+            let authority = shared.lock().leader_authority();
+            match authority {
+                Some(authority) => redirect(&format!("//{authority}")),
+                None => text(StatusCode::SERVICE_UNAVAILABLE, "No leader elected"),
             }
-            response
         }
         _ => text(StatusCode::NOT_FOUND, format!("no endpoint {path}")),
     }
@@ -386,7 +427,34 @@ fn header_str<'a>(parts: &'a http::request::Parts, name: &str) -> Option<&'a str
         .and_then(|value| value.to_str().ok())
 }
 
-async fn scheduler_endpoint(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
+/// 307 to `location`.
+fn redirect(location: &str) -> Response<Body> {
+    let mut response = text(StatusCode::TEMPORARY_REDIRECT, "");
+    if let Ok(value) = header::HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// 401 with the challenge of the scheduler endpoint's realm.
+fn unauthorized() -> Response<Body> {
+    let mut response = text(StatusCode::UNAUTHORIZED, "");
+    let challenge = format!("Basic realm=\"{SCHEDULER_REALM}\"");
+    if let Ok(value) = header::HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// The scheduler endpoint; `principal` is the authenticated one when
+/// authentication is on.
+async fn scheduler_endpoint(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    principal: Option<String>,
+) -> Response<Body> {
     let (parts, media, body) = match read_call(request).await {
         Ok(read) => read,
         Err(response) => return response,
@@ -411,12 +479,26 @@ async fn scheduler_endpoint(shared: Arc<Shared>, request: Request<Incoming>) -> 
             Ok(stream_media) => stream_media,
             Err(rejection) => return reject(rejection),
         };
-        let Some(subscribe) = call.subscribe else {
+        let Some(mut subscribe) = call.subscribe else {
             return text(
                 StatusCode::BAD_REQUEST,
                 "expecting 'subscribe' to be present",
             );
         };
+        if let Some(principal) = principal {
+            // An unset principal is filled in; a different one is refused.
+            let info = &mut subscribe.framework_info;
+            match &info.principal {
+                None => info.principal = Some(principal),
+                Some(claimed) if *claimed != principal => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("Authenticated principal '{principal}' does not match principal '{claimed}' set in `FrameworkInfo`"),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
         return subscribe_scheduler(shared, subscribe, stream_media);
     }
 
@@ -430,6 +512,10 @@ async fn scheduler_endpoint(shared: Arc<Shared>, request: Request<Incoming>) -> 
         let mut cluster = shared.lock();
         cluster
             .authorize_call(&framework_id, stream_id)
+            .and_then(|()| match &principal {
+                Some(principal) => cluster.check_principal(&framework_id, principal),
+                None => Ok(()),
+            })
             .and_then(|()| cluster.scheduler_call(call, Instant::now()))
     };
     match result {

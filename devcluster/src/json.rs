@@ -58,6 +58,10 @@ impl Described for executor::Event {
     const FULL_NAME: &'static str = "mesos.v1.executor.Event";
 }
 
+impl Described for mesos_stateful_proto::v1::MasterInfo {
+    const FULL_NAME: &'static str = "mesos.v1.MasterInfo";
+}
+
 /// The descriptors of every message, decoded once.
 fn pool() -> Result<&'static DescriptorPool, DevClusterError> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();

@@ -1,44 +1,58 @@
-//! A single-process Mesos-compatible cluster: one master and one or more agents
+//! A single-process Mesos-compatible cluster: one or more masters and agents
 //! speaking the real Mesos v1 scheduler and executor HTTP APIs, in protobuf and in
 //! Mesos's own JSON mapping (so that third-party JSON clients such as pymesos work).
 //!
 //! It is the embedded default for local runs and the test harness of the project.
 //! It is an independent implementation of the Mesos side, written from the protocol
 //! facts (wire format, status codes, event order, environment of executors), so that
-//! clients tested against it work against a real Mesos unchanged.
+//! clients tested against it work against a real Mesos unchanged. User
+//! documentation: `docs/devcluster.md`.
 //!
 //! # Layout
 //! - [`DevCluster`] / [`DevClusterThread`]: start and stop a cluster on the current
-//!   tokio runtime or on a thread of its own, and restart one of its agents
-//!   ([`DevCluster::restart_agent`]) as a checkpointing Mesos agent restarts.
-//! - `cluster`: the whole state as one synchronous struct (frameworks, offers, tasks,
-//!   executors, status update streams) with one method per call and timer. Command
-//!   tasks (TaskInfo with `command`, no `executor`) run under the agent's built-in
-//!   command executor (`cluster::command_task`), which reports their states as
-//!   Mesos's command executor does. `cluster::recovery` holds agent restarts: the
-//!   recovering phase, executor re-registration and its timeout.
+//!   tokio runtime or on a thread of its own, and the test hooks: restart an agent
+//!   ([`DevCluster::restart_agent`]) as a checkpointing Mesos agent restarts, lose
+//!   one ([`DevCluster::stop_agent`], [`DevCluster::remove_agent`]), stop a master
+//!   ([`DevCluster::stop_master`]). [`SimulatedAgents`] adds agents that run no
+//!   process, for scale tests.
+//! - `cluster`: the whole state as one synchronous struct (masters and leader,
+//!   frameworks, offers, tasks, executors, status update streams) with one method
+//!   per call and timer. Command tasks (TaskInfo with `command`, no `executor`) run
+//!   under the agent's built-in command executor (`cluster::command_task`), which
+//!   reports their states as Mesos's command executor does. `cluster::recovery`
+//!   holds agent restarts; `cluster::agent_loss` lost and removed agents;
+//!   `cluster::operations` RESERVE / UNRESERVE / CREATE / DESTROY and persistent
+//!   volumes; `cluster::masters` leader changes (master failover);
+//!   `cluster::simulated` the tasks of simulated agents.
 //! - `resources`, `allocator`, `status_updates`, `validation`: the domain rules
-//!   (resource arithmetic with port ranges, offer filters, per-task update streams,
-//!   request checks), each with table tests.
-//! - `process`: sandboxes, executor environment and command line, signals.
+//!   (resource pools with reservations and volumes, port ranges, offer filters,
+//!   per-task update streams, request checks), each with table tests.
+//! - `process`: sandboxes, volume links, executor environment and command line,
+//!   signals.
 //! - `json`: Mesos's JSON rules (snake_case names, enum names, Base64 bytes, emitted
 //!   defaults, numbers as strings on input), by reflection over the proto crate's
 //!   descriptors: JSON is converted to and from protobuf at the edge, so the cluster
 //!   only sees prost types.
 //! - `http`: hyper servers that translate requests into cluster calls, negotiate the
-//!   stream encoding (JSON first, as Mesos does) and answer `/master/redirect`.
+//!   stream encoding (JSON first, as Mesos does), authenticate schedulers (`auth`),
+//!   redirect to the leader and answer `/master/redirect`.
+//! - `zk`: the masters' registration in ZooKeeper and the leader watch.
+//! - [`testing`]: a ZooKeeper server for the project's tests.
 //!
 //! # Must not
 //! Depend on the store, actors or scheduler crates (only on the proto crate and
 //! general crates): devcluster plays Mesos, not our framework.
 //!
 //! # Missing
-//! LAUNCH_GROUP (and with it the default executor), reservations and volumes,
-//! isolation, and several masters (there is one, always the leader). In JSON,
+//! LAUNCH_GROUP (and with it the default executor), isolation (volumes are
+//! symbolic links, not mounts), refined (multi-level) and static reservations, disk
+//! sources, hierarchical roles, a lost agent coming back, and masters of another
+//! process in the same ZooKeeper group (a foreign leader is seen as "no leader"). In JSON,
 //! non-finite doubles are written as the strings `"Infinity"`/`"NaN"` rather than
 //! Mesos's bare (invalid JSON) tokens.
 
 mod allocator;
+mod auth;
 mod cluster;
 mod error;
 mod http;
@@ -46,7 +60,9 @@ mod json;
 mod process;
 mod resources;
 mod status_updates;
+pub mod testing;
 mod validation;
+mod zk;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -58,7 +74,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use auth::{parse_credentials, Credential};
 pub use error::DevClusterError;
+
+/// Benchmark support (the allocation fixture); not a stable API.
+#[doc(hidden)]
+pub use cluster::bench;
 
 /// The Mesos version devcluster reports (`/version`, `MasterInfo.version`).
 pub const MESOS_VERSION: &str = "1.11.0";
@@ -88,6 +109,59 @@ pub struct DevClusterConfig {
     /// destroys them (Mesos: 2 s, at most 15 s); also the executors'
     /// `MESOS_SUBSCRIPTION_BACKOFF_MAX`.
     pub executor_reregistration_timeout: Duration,
+    /// How long after an agent is lost ([`DevCluster::stop_agent`]) the master
+    /// declares it unreachable (Mesos: 5 missed pings of 15 s, 75 s).
+    pub agent_removal_timeout: Duration,
+    /// Agents that run no process, after the real ones (see [`SimulatedAgents`]).
+    pub simulated_agents: SimulatedAgents,
+    /// Number of masters (at least 1), sharing the agents. The first listens on
+    /// `listen`, the others on the same IP and the next ports (free ports when
+    /// `listen`'s port is 0). One leads; the others redirect to it.
+    pub masters: usize,
+    /// `zk://host:port[,host:port…]/path`: the masters register there as Mesos
+    /// masters do and the lowest sequence leads. Without it the lowest-indexed
+    /// running master leads.
+    pub zookeeper: Option<String>,
+    /// Scheduler credentials: when not empty, every scheduler API request must
+    /// authenticate with HTTP Basic as one of them (see [`parse_credentials`]).
+    pub credentials: Vec<Credential>,
+}
+
+/// Simulated agents: agents without an executor API server that run no process.
+///
+/// A task launched on one is answered as if a well-behaved executor ran it:
+/// TASK_STARTING at once, TASK_RUNNING `delay` later, TASK_KILLED on KILL, each an
+/// agent update with a uuid that waits for its acknowledgement like a real agent's.
+/// They are cheap (a few hundred bytes each), for scale tests with thousands of
+/// agents. They take the agent indices after the real agents and have hostnames
+/// `simulated-<n>` (n from 0).
+#[derive(Debug, Clone)]
+pub struct SimulatedAgents {
+    /// How many; 0 for none.
+    pub count: usize,
+    /// CPUs of each.
+    pub cpus: f64,
+    /// Memory of each, in MB.
+    pub mem: f64,
+    /// Disk of each, in MB.
+    pub disk: f64,
+    /// Inclusive range of ports of each.
+    pub ports: (u64, u64),
+    /// Time between a task's TASK_STARTING and its TASK_RUNNING.
+    pub delay: Duration,
+}
+
+impl Default for SimulatedAgents {
+    fn default() -> Self {
+        SimulatedAgents {
+            count: 0,
+            cpus: 4.0,
+            mem: 4096.0,
+            disk: 10240.0,
+            ports: (31000, 32000),
+            delay: Duration::from_millis(100),
+        }
+    }
 }
 
 impl Default for DevClusterConfig {
@@ -102,6 +176,11 @@ impl Default for DevClusterConfig {
             executor_registration_timeout: Duration::from_secs(60),
             executor_shutdown_grace_period: Duration::from_secs(5),
             executor_reregistration_timeout: Duration::from_secs(2),
+            agent_removal_timeout: Duration::from_secs(75),
+            simulated_agents: SimulatedAgents::default(),
+            masters: 1,
+            zookeeper: None,
+            credentials: Vec::new(),
         }
     }
 }
@@ -140,44 +219,58 @@ impl Default for AgentConfig {
 #[derive(Debug)]
 pub struct DevCluster {
     shared: Arc<http::Shared>,
-    master_addr: SocketAddr,
+    master_addrs: Vec<SocketAddr>,
     agent_addrs: Vec<SocketAddr>,
     /// Turning it true stops the servers and timers; they own receivers.
     shutdown: watch::Sender<bool>,
-    /// The master's server and the timers.
+    /// The timers and the ZooKeeper leader watch.
     tasks: Vec<JoinHandle<()>>,
+    /// Each master's scheduler API server, by master index (`None` once stopped).
+    master_servers: std::sync::Mutex<Vec<Option<Server>>>,
+    /// Each master's ZooKeeper session holding its node (`None` without ZooKeeper
+    /// or once stopped).
+    zk_sessions: std::sync::Mutex<Vec<Option<zookeeper_client::Client>>>,
+    /// Whether masters register in ZooKeeper (which then decides who leads).
+    zookeeper: bool,
     /// Each agent's executor API server, by agent index. A std mutex held only to
     /// take or put a server: a restart takes its agent's server out (`None` while the
     /// agent is down) and puts the new one back; `shutdown` takes them all.
-    agent_servers: std::sync::Mutex<Vec<Option<AgentServer>>>,
+    agent_servers: std::sync::Mutex<Vec<Option<Server>>>,
     grace: Duration,
 }
 
-/// One agent's running executor API server.
+/// A running HTTP server of one master or agent.
 #[derive(Debug)]
-struct AgentServer {
+struct Server {
     /// Turning it true stops this server alone and drops its connections.
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
-impl AgentServer {
-    /// Serves agent `index` on `listener` until the cluster shuts down or the server
-    /// is stopped.
+impl Server {
+    /// Serves `role` on `listener` until the cluster shuts down or the server is
+    /// stopped.
     fn start(
         listener: TcpListener,
         shared: Arc<http::Shared>,
-        index: usize,
+        role: http::Role,
         shutdown: watch::Receiver<bool>,
-    ) -> AgentServer {
+    ) -> Server {
         let (stop, stop_receiver) = watch::channel(false);
         let task = tokio::spawn(http::serve(
             listener,
             shared,
-            http::Role::Agent(index),
+            role,
             http::Stop::new(vec![shutdown, stop_receiver]),
         ));
-        AgentServer { stop, task }
+        Server { stop, task }
+    }
+
+    /// Stops the server and waits until its port is closed.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        // The serve loop owns the listener: once it has ended, the port is closed.
+        let _ = self.task.await;
     }
 }
 
@@ -207,9 +300,9 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 impl DevCluster {
     /// Binds the master and agents and starts serving on the current tokio runtime.
     pub async fn start(config: DevClusterConfig) -> Result<DevCluster, DevClusterError> {
-        if config.agents.is_empty() {
+        if config.agents.is_empty() && config.simulated_agents.count == 0 {
             return Err(DevClusterError::Config(
-                "at least one agent is needed".into(),
+                "at least one agent (real or simulated) is needed".into(),
             ));
         }
         for interval in [config.heartbeat_interval, config.allocation_interval] {
@@ -226,16 +319,33 @@ impl DevCluster {
                 .await
                 .map_err(|source| DevClusterError::Bind { addr, source })
         };
-        let master_listener = bind(config.listen).await?;
-        let master_addr =
-            reachable(
-                master_listener
-                    .local_addr()
-                    .map_err(|source| DevClusterError::Bind {
-                        addr: config.listen,
-                        source,
-                    })?,
-            );
+        if config.masters == 0 {
+            return Err(DevClusterError::Config(
+                "at least one master is needed".into(),
+            ));
+        }
+        let zookeeper = config
+            .zookeeper
+            .as_deref()
+            .map(zk::ZkUrl::parse)
+            .transpose()?;
+        let mut master_listeners = Vec::new();
+        let mut master_addrs = Vec::new();
+        for index in 0..config.masters {
+            let port = match config.listen.port() {
+                0 => 0,
+                port => u16::try_from(usize::from(port) + index)
+                    .map_err(|_| DevClusterError::Config("master ports run past 65535".into()))?,
+            };
+            let addr = SocketAddr::new(config.listen.ip(), port);
+            let listener = bind(addr).await?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| DevClusterError::Bind { addr, source })?;
+            master_addrs.push(reachable(local));
+            master_listeners.push(listener);
+        }
+        let master_addr = master_addrs[0];
         let agent_bind = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let mut agent_listeners = Vec::new();
         let mut setups = Vec::new();
@@ -257,8 +367,25 @@ impl DevCluster {
                     resources::Ranges::new([agent.ports]),
                 ),
                 attributes: agent.attributes.clone(),
+                simulated: false,
             });
             agent_listeners.push((listener, endpoint));
+        }
+        let simulated = &config.simulated_agents;
+        for n in 0..simulated.count {
+            setups.push(cluster::AgentSetup {
+                hostname: format!("simulated-{n}"),
+                // Nothing listens there: a simulated agent has no executor API.
+                endpoint: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+                total: resources::ResourceSet::new(
+                    simulated.cpus,
+                    simulated.mem,
+                    simulated.disk,
+                    resources::Ranges::new([simulated.ports]),
+                ),
+                attributes: Vec::new(),
+                simulated: true,
+            });
         }
         let settings = cluster::Settings {
             heartbeat_interval: config.heartbeat_interval,
@@ -267,44 +394,80 @@ impl DevCluster {
             executor_registration_timeout: config.executor_registration_timeout,
             executor_shutdown_grace_period: config.executor_shutdown_grace_period,
             executor_reregistration_timeout: config.executor_reregistration_timeout,
+            agent_removal_timeout: config.agent_removal_timeout,
+            simulated_task_delay: config.simulated_agents.delay,
             work_dir: config.work_dir.clone(),
         };
-        let cluster = cluster::Cluster::new(settings, master_addr, setups, Instant::now());
-        let shared = Arc::new(http::Shared::new(cluster));
+        let mut cluster = cluster::Cluster::new(settings, master_addr, setups, Instant::now());
+        for addr in &master_addrs[1..] {
+            cluster.add_master(*addr);
+        }
+        let master_infos: Vec<_> = (0..master_addrs.len())
+            .filter_map(|index| cluster.master(index).cloned())
+            .collect();
+        let authenticator = auth::Authenticator::new(&config.credentials);
+        let shared = Arc::new(http::Shared::new(cluster, authenticator));
         let (shutdown, shutdown_receiver) = watch::channel(false);
-        let tasks = vec![
-            tokio::spawn(http::serve(
-                master_listener,
+        let mut tasks = vec![tokio::spawn(http::run_timers(
+            shared.clone(),
+            shutdown_receiver.clone(),
+        ))];
+        let mut zk_sessions = Vec::new();
+        if let Some(url) = &zookeeper {
+            // Registered in index order, so the first master leads at first.
+            let mut ours = Vec::new();
+            for (index, info) in master_infos.iter().enumerate() {
+                let (session, sequence) = zk::register(url, info).await?;
+                zk_sessions.push(Some(session));
+                ours.push((sequence, index));
+            }
+            zk::publish_current(url, &shared, &ours).await?;
+            tasks.push(tokio::spawn(zk::follow(
+                url.clone(),
                 shared.clone(),
-                http::Role::Master,
-                http::Stop::new(vec![shutdown_receiver.clone()]),
-            )),
-            tokio::spawn(http::run_timers(shared.clone(), shutdown_receiver.clone())),
-        ];
+                ours,
+                shutdown_receiver.clone(),
+            )));
+        }
+        let master_servers = master_listeners
+            .into_iter()
+            .enumerate()
+            .map(|(index, listener)| {
+                Some(Server::start(
+                    listener,
+                    shared.clone(),
+                    http::Role::Master(index),
+                    shutdown_receiver.clone(),
+                ))
+            })
+            .collect();
         let mut agent_addrs = Vec::new();
         let mut agent_servers = Vec::new();
         for (index, (listener, endpoint)) in agent_listeners.into_iter().enumerate() {
             agent_addrs.push(endpoint);
-            agent_servers.push(Some(AgentServer::start(
+            agent_servers.push(Some(Server::start(
                 listener,
                 shared.clone(),
-                index,
+                http::Role::Agent(index),
                 shutdown_receiver.clone(),
             )));
         }
-        tracing::info!(master = %master_addr, agents = agent_addrs.len(), "devcluster started");
+        tracing::info!(masters = ?master_addrs, agents = agent_addrs.len(), "devcluster started");
         Ok(DevCluster {
             shared,
-            master_addr,
+            master_addrs,
             agent_addrs,
             shutdown,
             tasks,
+            master_servers: std::sync::Mutex::new(master_servers),
+            zk_sessions: std::sync::Mutex::new(zk_sessions),
+            zookeeper: zookeeper.is_some(),
             agent_servers: std::sync::Mutex::new(agent_servers),
             grace: config.executor_shutdown_grace_period,
         })
     }
 
-    fn agent_servers(&self) -> std::sync::MutexGuard<'_, Vec<Option<AgentServer>>> {
+    fn agent_servers(&self) -> std::sync::MutexGuard<'_, Vec<Option<Server>>> {
         // The guarded vector is consistent after any panic: slots are only swapped.
         self.agent_servers
             .lock()
@@ -355,9 +518,7 @@ impl DevCluster {
         tracing::info!(agent = index, down_for = ?down_for, "restarting agent");
         let effects = self.shared.lock().agent_down(index);
         http::run_effects(&self.shared, effects);
-        let _ = server.stop.send(true);
-        // The serve loop owns the listener: once it has ended, the port is closed.
-        let _ = server.task.await;
+        server.stop().await;
 
         tokio::time::sleep(down_for).await;
 
@@ -375,10 +536,10 @@ impl DevCluster {
             }
         };
         self.shared.lock().agent_back(index, Instant::now());
-        let server = AgentServer::start(
+        let server = Server::start(
             listener,
             self.shared.clone(),
-            index,
+            http::Role::Agent(index),
             self.shutdown.subscribe(),
         );
         if let Some(slot) = self.agent_servers().get_mut(index) {
@@ -388,9 +549,118 @@ impl DevCluster {
         Ok(())
     }
 
-    /// The master's base URL, e.g. `http://127.0.0.1:5050`.
+    /// Loses agent `index` (real or simulated) as a crashed host is lost: its
+    /// executor API stops, its executors' processes are killed without updates and
+    /// its offers are rescinded; `agent_removal_timeout` later the master declares
+    /// it unreachable and reports its tasks TASK_UNREACHABLE (TASK_LOST to
+    /// frameworks that are not PARTITION_AWARE). The agent never comes back.
+    pub async fn stop_agent(&self, index: usize) -> Result<(), DevClusterError> {
+        self.take_agent_down(index, "stop").await?;
+        let effects = self.shared.lock().agent_lost(index, Instant::now());
+        http::run_effects(&self.shared, effects);
+        Ok(())
+    }
+
+    /// Marks agent `index` gone as an operator does (stopping it first if it still
+    /// runs): its tasks become TASK_GONE_BY_OPERATOR (TASK_LOST to frameworks that
+    /// are not PARTITION_AWARE) at once.
+    pub async fn remove_agent(&self, index: usize) -> Result<(), DevClusterError> {
+        self.take_agent_down(index, "remove").await?;
+        let effects = self.shared.lock().agent_gone(index);
+        http::run_effects(&self.shared, effects);
+        Ok(())
+    }
+
+    /// Stops agent `index`'s executor API server, if it has one running.
+    async fn take_agent_down(&self, index: usize, action: &str) -> Result<(), DevClusterError> {
+        let phase = self.shared.lock().agent_phase(index);
+        let Some(phase) = phase else {
+            return Err(DevClusterError::AgentControl {
+                index,
+                reason: format!("cannot {action} it: no such agent"),
+            });
+        };
+        if matches!(phase, cluster::AgentPhase::Down) {
+            return Err(DevClusterError::AgentControl {
+                index,
+                reason: format!("cannot {action} it while it restarts"),
+            });
+        }
+        let server = self.agent_servers().get_mut(index).and_then(Option::take);
+        if let Some(server) = server {
+            tracing::info!(agent = index, action, "stopping the agent's executor API");
+            server.stop().await;
+        }
+        Ok(())
+    }
+
+    /// The first master's base URL, e.g. `http://127.0.0.1:5050` (the leader
+    /// unless masters were stopped).
     pub fn master_url(&self) -> String {
-        format!("http://{}", self.master_addr)
+        format!("http://{}", self.master_addrs[0])
+    }
+
+    /// Every master's base URL, by master index.
+    pub fn master_urls(&self) -> Vec<String> {
+        self.master_addrs
+            .iter()
+            .map(|addr| format!("http://{addr}"))
+            .collect()
+    }
+
+    /// The index of the leading master, if one leads.
+    pub fn leader(&self) -> Option<usize> {
+        self.shared.lock().leader()
+    }
+
+    /// The IDs of the frameworks subscribed to the leading master, sorted.
+    pub fn subscribed_frameworks(&self) -> Vec<String> {
+        self.shared.lock().subscribed_frameworks()
+    }
+
+    /// Stops master `index` as a killed master process stops: its HTTP server
+    /// closes (with every connection to it) and its ZooKeeper session ends, which
+    /// removes its node. If it led, the next master leads (the lowest remaining
+    /// sequence in ZooKeeper, else the lowest running index) and fails over: the
+    /// agents, executors and tasks stay; frameworks must re-subscribe to it.
+    pub async fn stop_master(&self, index: usize) -> Result<(), DevClusterError> {
+        let server = {
+            let mut servers = self.lock_slots(&self.master_servers);
+            servers.get_mut(index).and_then(Option::take)
+        };
+        let Some(server) = server else {
+            return Err(DevClusterError::Config(format!(
+                "master {index} does not exist or is already stopped"
+            )));
+        };
+        tracing::info!(master = index, "stopping master");
+        server.stop().await;
+        if self.zookeeper {
+            let session = self
+                .lock_slots(&self.zk_sessions)
+                .get_mut(index)
+                .and_then(Option::take);
+            // Dropping the only handle closes the session; ZooKeeper then removes
+            // the master's ephemeral node and the leader watch sees it.
+            drop(session);
+        } else {
+            let next = self
+                .lock_slots(&self.master_servers)
+                .iter()
+                .position(Option::is_some);
+            self.shared.lock().set_leader(next, Instant::now());
+        }
+        Ok(())
+    }
+
+    fn lock_slots<'a, T>(
+        &self,
+        slots: &'a std::sync::Mutex<Vec<Option<T>>>,
+    ) -> std::sync::MutexGuard<'a, Vec<Option<T>>> {
+        // The guarded vectors are consistent after any panic: slots are only swapped.
+        slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The agents' base URLs (their executor API endpoints' origin).
@@ -420,13 +690,21 @@ impl DevCluster {
             process::signal_group(pid, "KILL").await;
         }
         let _ = self.shutdown.send(true);
-        let agent_tasks: Vec<JoinHandle<()>> = self
+        let mut server_tasks: Vec<JoinHandle<()>> = self
             .agent_servers()
             .iter_mut()
             .filter_map(Option::take)
             .map(|server| server.task)
             .collect();
-        for task in self.tasks.into_iter().chain(agent_tasks) {
+        server_tasks.extend(
+            self.lock_slots(&self.master_servers)
+                .iter_mut()
+                .filter_map(Option::take)
+                .map(|server| server.task),
+        );
+        // Closing the sessions removes the masters' nodes.
+        self.lock_slots(&self.zk_sessions).clear();
+        for task in self.tasks.into_iter().chain(server_tasks) {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
         tracing::info!("devcluster stopped");
@@ -439,7 +717,7 @@ pub async fn run(
     stop: impl Future<Output = ()>,
 ) -> Result<(), DevClusterError> {
     let cluster = DevCluster::start(config).await?;
-    tracing::info!(master = %cluster.master_url(), agents = ?cluster.agent_urls(), "serving");
+    tracing::info!(masters = ?cluster.master_urls(), agents = ?cluster.agent_urls(), "serving");
     stop.await;
     cluster.shutdown().await;
     Ok(())
@@ -449,7 +727,9 @@ pub async fn run(
 /// programs whose main runtime is not tokio's (actix).
 #[derive(Debug)]
 pub struct DevClusterThread {
-    master_url: String,
+    master_urls: Vec<String>,
+    /// The cluster's state, for read-only queries from the caller's thread.
+    shared: Arc<http::Shared>,
     agent_urls: Vec<String>,
     /// Dropping or firing it makes the thread shut the cluster down and exit.
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -458,15 +738,30 @@ pub struct DevClusterThread {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-type Started = Result<(String, Vec<String>), DevClusterError>;
+type Started = Result<(Vec<String>, Vec<String>, Arc<http::Shared>), DevClusterError>;
 
 /// A request to the cluster running on a [`DevClusterThread`].
 #[derive(Debug)]
 enum ThreadCommand {
     /// [`DevCluster::restart_agent`], answered on `reply`.
-    RestartAgent {
+    Restart {
         index: usize,
         down_for: Duration,
+        reply: std::sync::mpsc::Sender<Result<(), DevClusterError>>,
+    },
+    /// [`DevCluster::stop_agent`].
+    Stop {
+        index: usize,
+        reply: std::sync::mpsc::Sender<Result<(), DevClusterError>>,
+    },
+    /// [`DevCluster::remove_agent`].
+    Remove {
+        index: usize,
+        reply: std::sync::mpsc::Sender<Result<(), DevClusterError>>,
+    },
+    /// [`DevCluster::stop_master`].
+    StopMaster {
+        index: usize,
         reply: std::sync::mpsc::Sender<Result<(), DevClusterError>>,
     },
 }
@@ -481,8 +776,17 @@ async fn serve_commands(
         tokio::select! {
             _ = &mut stopped => return,
             command = commands.recv() => match command {
-                Some(ThreadCommand::RestartAgent { index, down_for, reply }) => {
+                Some(ThreadCommand::Restart { index, down_for, reply }) => {
                     let _ = reply.send(cluster.restart_agent(index, down_for).await);
+                }
+                Some(ThreadCommand::Stop { index, reply }) => {
+                    let _ = reply.send(cluster.stop_agent(index).await);
+                }
+                Some(ThreadCommand::Remove { index, reply }) => {
+                    let _ = reply.send(cluster.remove_agent(index).await);
+                }
+                Some(ThreadCommand::StopMaster { index, reply }) => {
+                    let _ = reply.send(cluster.stop_master(index).await);
                 }
                 // The handle is gone, and with it the stop sender.
                 None => return,
@@ -515,7 +819,11 @@ impl DevClusterThread {
                 runtime.block_on(async move {
                     match DevCluster::start(config).await {
                         Ok(cluster) => {
-                            let urls = (cluster.master_url(), cluster.agent_urls());
+                            let urls = (
+                                cluster.master_urls(),
+                                cluster.agent_urls(),
+                                cluster.shared.clone(),
+                            );
                             let _ = ready_sender.send(Ok(urls));
                             serve_commands(&cluster, stopped, command_receiver).await;
                             cluster.shutdown().await;
@@ -528,8 +836,9 @@ impl DevClusterThread {
             })
             .map_err(|error| DevClusterError::Thread(error.to_string()))?;
         match ready.recv() {
-            Ok(Ok((master_url, agent_urls))) => Ok(DevClusterThread {
-                master_url,
+            Ok(Ok((master_urls, agent_urls, shared))) => Ok(DevClusterThread {
+                master_urls,
+                shared,
                 agent_urls,
                 stop: Some(stop),
                 commands,
@@ -548,9 +857,29 @@ impl DevClusterThread {
         }
     }
 
-    /// The master's base URL.
+    /// The first master's base URL.
     pub fn master_url(&self) -> String {
-        self.master_url.clone()
+        self.master_urls.first().cloned().unwrap_or_default()
+    }
+
+    /// Every master's base URL, by master index.
+    pub fn master_urls(&self) -> Vec<String> {
+        self.master_urls.clone()
+    }
+
+    /// The index of the leading master, if one leads.
+    pub fn leader(&self) -> Option<usize> {
+        self.shared.lock().leader()
+    }
+
+    /// The IDs of the frameworks subscribed to the leading master, sorted.
+    pub fn subscribed_frameworks(&self) -> Vec<String> {
+        self.shared.lock().subscribed_frameworks()
+    }
+
+    /// [`DevCluster::stop_master`] on the cluster's thread.
+    pub fn stop_master(&self, index: usize) -> Result<(), DevClusterError> {
+        self.command(|reply| ThreadCommand::StopMaster { index, reply })
     }
 
     /// The agents' base URLs.
@@ -561,15 +890,31 @@ impl DevClusterThread {
     /// [`DevCluster::restart_agent`] on the cluster's thread; blocks the caller until
     /// the agent listens again (about `down_for`).
     pub fn restart_agent(&self, index: usize, down_for: Duration) -> Result<(), DevClusterError> {
+        self.command(|reply| ThreadCommand::Restart {
+            index,
+            down_for,
+            reply,
+        })
+    }
+
+    /// [`DevCluster::stop_agent`] on the cluster's thread.
+    pub fn stop_agent(&self, index: usize) -> Result<(), DevClusterError> {
+        self.command(|reply| ThreadCommand::Stop { index, reply })
+    }
+
+    /// [`DevCluster::remove_agent`] on the cluster's thread.
+    pub fn remove_agent(&self, index: usize) -> Result<(), DevClusterError> {
+        self.command(|reply| ThreadCommand::Remove { index, reply })
+    }
+
+    /// Sends a command to the cluster's thread and waits for its answer.
+    fn command(
+        &self,
+        make: impl FnOnce(std::sync::mpsc::Sender<Result<(), DevClusterError>>) -> ThreadCommand,
+    ) -> Result<(), DevClusterError> {
         let (reply, answer) = std::sync::mpsc::channel();
         let gone = || DevClusterError::Thread("the cluster thread has stopped".into());
-        self.commands
-            .send(ThreadCommand::RestartAgent {
-                index,
-                down_for,
-                reply,
-            })
-            .map_err(|_| gone())?;
+        self.commands.send(make(reply)).map_err(|_| gone())?;
         answer.recv().map_err(|_| gone())?
     }
 

@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use mesos_stateful_devcluster::{run, AgentConfig, DevClusterConfig};
+use mesos_stateful_devcluster::{
+    parse_credentials, run, AgentConfig, DevClusterConfig, SimulatedAgents,
+};
 
 /// Runs a single-process Mesos-compatible cluster (master and agents).
 #[derive(Debug, Parser)]
@@ -14,12 +17,33 @@ struct Args {
     /// Address of the master.
     #[arg(long, default_value = "127.0.0.1:5050")]
     listen: SocketAddr,
+    /// Number of masters; the others listen on the next ports.
+    #[arg(long, default_value_t = 1)]
+    masters: usize,
+    /// `zk://host:port[,host:port…]/path` where the masters register and elect
+    /// their leader, as Mesos masters do.
+    #[arg(long)]
+    zk: Option<String>,
     /// Root directory of the sandboxes.
     #[arg(long, default_value = "/tmp/devcluster")]
     work_dir: PathBuf,
-    /// Number of agents.
+    /// Number of agents that run executors (0 is allowed with simulated agents).
     #[arg(long, default_value_t = 1)]
     agents: usize,
+    /// Number of simulated agents (no processes; tasks reach TASK_RUNNING after
+    /// `--simulated-delay-ms`), with the same resources as the others.
+    #[arg(long, default_value_t = 0)]
+    simulated_agents: usize,
+    /// Milliseconds between TASK_STARTING and TASK_RUNNING on simulated agents.
+    #[arg(long, default_value_t = 100)]
+    simulated_delay_ms: u64,
+    /// Seconds after which a lost agent is declared unreachable.
+    #[arg(long, default_value_t = 75)]
+    agent_removal_timeout_secs: u64,
+    /// Mesos credentials file (`{"credentials":[{"principal":..,"secret":..}]}`,
+    /// optionally as `file://PATH`): schedulers must then authenticate with HTTP Basic.
+    #[arg(long)]
+    credentials: Option<String>,
     /// CPUs per agent.
     #[arg(long, default_value_t = 4.0)]
     cpus: f64,
@@ -86,10 +110,32 @@ async fn main() -> anyhow::Result<()> {
         ports: args.ports,
         ..AgentConfig::default()
     };
+    let simulated_agents = SimulatedAgents {
+        count: args.simulated_agents,
+        cpus: agent.cpus,
+        mem: agent.mem,
+        disk: agent.disk,
+        ports: agent.ports,
+        delay: Duration::from_millis(args.simulated_delay_ms),
+    };
+    let credentials = match &args.credentials {
+        Some(location) => {
+            let path = location.strip_prefix("file://").unwrap_or(location);
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading credentials from {path}"))?;
+            parse_credentials(&text).with_context(|| format!("parsing {path}"))?
+        }
+        None => Vec::new(),
+    };
     let config = DevClusterConfig {
         listen: args.listen,
-        agents: vec![agent; args.agents.max(1)],
+        masters: args.masters,
+        zookeeper: args.zk,
+        credentials,
+        agent_removal_timeout: Duration::from_secs(args.agent_removal_timeout_secs),
+        agents: vec![agent; args.agents],
         work_dir: args.work_dir,
+        simulated_agents,
         ..DevClusterConfig::default()
     };
     run(config, stop_signal())

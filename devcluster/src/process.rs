@@ -39,6 +39,9 @@ pub struct SpawnRequest {
     pub command: CommandInfo,
     /// The complete environment of the process.
     pub environment: Vec<(String, String)>,
+    /// Persistent volumes to show in the sandbox: each volume's directory and its
+    /// path relative to the sandbox.
+    pub volumes: Vec<(PathBuf, String)>,
 }
 
 /// Mesos refuses an `--executor_reregistration_timeout` above 15 s.
@@ -160,12 +163,34 @@ pub fn executor_environment(params: &EnvironmentParams<'_>) -> Vec<(String, Stri
     env
 }
 
+/// Makes each persistent volume (its directory, created if missing) visible at
+/// `<sandbox>/<container_path>` as a symbolic link; a link already in place is kept.
+pub fn link_volumes(sandbox: &Path, volumes: &[(PathBuf, String)]) -> Result<(), DevClusterError> {
+    for (volume, container_path) in volumes {
+        let link = sandbox.join(container_path);
+        let sandbox_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DevClusterError::Sandbox { path, source }
+        };
+        std::fs::create_dir_all(volume).map_err(sandbox_error(volume))?;
+        if std::fs::read_link(&link).is_ok_and(|target| target == *volume) {
+            continue;
+        }
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent).map_err(sandbox_error(parent))?;
+        }
+        std::os::unix::fs::symlink(volume, &link).map_err(sandbox_error(&link))?;
+    }
+    Ok(())
+}
+
 /// Creates the sandbox and copies the local-file URIs of the command into it.
 pub fn prepare_sandbox(request: &SpawnRequest) -> Result<(), DevClusterError> {
     std::fs::create_dir_all(&request.sandbox).map_err(|source| DevClusterError::Sandbox {
         path: request.sandbox.clone(),
         source,
     })?;
+    link_volumes(&request.sandbox, &request.volumes)?;
     for uri in &request.command.uris {
         let source = match uri.value.strip_prefix("file://") {
             Some(path) => PathBuf::from(path),

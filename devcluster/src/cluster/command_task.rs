@@ -146,18 +146,16 @@ impl Cluster {
             },
         );
         let settings = self.settings.clone();
+        let volumes = self.volume_links(index, &[&task.resources]);
         let agent = &mut self.agents[index];
         let container_id = uuid::Uuid::new_v4().to_string();
-        let sandbox = settings
-            .work_dir
-            .join("agents")
-            .join(&agent.id.value)
-            .join("frameworks")
-            .join(&framework_id.value)
-            .join("executors")
-            .join(&executor_id.value)
-            .join("runs")
-            .join(&container_id);
+        let sandbox = super::scheduler_api::sandbox_path(
+            &settings.work_dir,
+            &agent.id.value,
+            &framework_id.value,
+            &executor_id.value,
+            &container_id,
+        );
         let environment = executor_environment(&EnvironmentParams {
             framework_id: &framework_id.value,
             executor_id: &executor_id.value,
@@ -205,6 +203,7 @@ impl Cluster {
             sandbox,
             command,
             environment,
+            volumes,
         }))]
     }
 

@@ -260,7 +260,14 @@ impl Cluster {
             .values_mut()
             .find(|e| e.container_id == container_id)
         else {
-            return Vec::new();
+            // Its executor was forgotten meanwhile (its agent was lost): it must not run.
+            return vec![Effect::KillExecutor {
+                agent: index,
+                pid,
+                container_id: container_id.to_string(),
+                grace: Duration::ZERO,
+                terminate: false,
+            }];
         };
         executor.pid = Some(pid);
         if executor.kill_requested {

@@ -21,12 +21,17 @@
 //!   process is the task's command itself, and which never speaks the executor API.
 //!   The agent reports the task's states on its behalf (see `command_task`).
 
+mod agent_loss;
+pub mod bench;
 mod command_task;
 mod executor_api;
+mod masters;
+mod operations;
 mod recovery;
 mod scheduler_api;
+mod simulated;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,7 +44,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::allocator::OfferFilters;
 use crate::process::SpawnRequest;
-use crate::resources::ResourceSet;
+use crate::resources::{Format, ResourceSet};
 use crate::status_updates::StatusUpdateManager;
 
 pub use executor_api::ExecutorConnection;
@@ -60,6 +65,10 @@ pub struct Settings {
     pub executor_shutdown_grace_period: Duration,
     /// How long a restarted agent waits for its executors to re-subscribe.
     pub executor_reregistration_timeout: Duration,
+    /// How long after a lost agent disconnected the master declares it unreachable.
+    pub agent_removal_timeout: Duration,
+    /// Time between TASK_STARTING and TASK_RUNNING of a task on a simulated agent.
+    pub simulated_task_delay: Duration,
     /// Root of the sandboxes.
     pub work_dir: PathBuf,
 }
@@ -75,6 +84,8 @@ pub struct AgentSetup {
     pub total: ResourceSet,
     /// Text attributes.
     pub attributes: Vec<(String, String)>,
+    /// A simulated agent: no executor API, no processes (see `simulated`).
+    pub simulated: bool,
 }
 
 /// Work the caller must do outside the lock.
@@ -99,6 +110,16 @@ pub enum Effect {
         grace: Duration,
         /// Send SIGTERM at once.
         terminate: bool,
+    },
+    /// Create a persistent volume's directory.
+    CreateVolume {
+        /// The volume's directory.
+        path: PathBuf,
+    },
+    /// Remove a destroyed persistent volume's directory and its data.
+    DestroyVolume {
+        /// The volume's directory.
+        path: PathBuf,
     },
 }
 
@@ -138,6 +159,15 @@ impl Framework {
             .capabilities
             .iter()
             .any(|c| c.r#type == Some(capability as i32))
+    }
+
+    /// The reservation format the framework reads and writes.
+    fn resource_format(&self) -> Format {
+        if self.has_capability(v1::framework_info::capability::Type::ReservationRefinement) {
+            Format::Refined
+        } else {
+            Format::Legacy
+        }
     }
 
     fn partition_aware(&self) -> bool {
@@ -213,13 +243,20 @@ struct Agent {
     updates: StatusUpdateManager,
     /// Running, down for a restart, or recovering after one.
     phase: AgentPhase,
+    /// Set for a simulated agent: the executors and tasks it pretends to run.
+    simulation: Option<simulated::Simulation>,
 }
 
 /// The cluster state. See the module documentation.
 #[derive(Debug)]
 pub struct Cluster {
     settings: Settings,
+    /// The leading master's info (the last leader's while none leads).
     master_info: MasterInfo,
+    /// Every master of the cluster, by index.
+    masters: Vec<MasterInfo>,
+    /// The index of the leading master, if one leads.
+    leader: Option<usize>,
     frameworks: HashMap<FrameworkId, Framework>,
     /// IDs of torn-down frameworks: re-subscribing with one gets an ERROR.
     removed_frameworks: HashSet<FrameworkId>,
@@ -227,6 +264,13 @@ pub struct Cluster {
     filters: OfferFilters,
     tasks: HashMap<(FrameworkId, TaskId), Task>,
     agents: Vec<Agent>,
+    /// Index of each agent by ID.
+    agent_indices: HashMap<AgentId, usize>,
+    /// Unacknowledged operation status updates, by framework and operation ID.
+    operation_updates: HashMap<(FrameworkId, String), operations::PendingOperationStatus>,
+    /// Due state changes of tasks on simulated agents, by time and sequence number.
+    simulated_transitions: BTreeMap<(Instant, u64), simulated::Transition>,
+    next_transition: u64,
     next_framework: u64,
     next_offer: u64,
     next_allocation: Instant,
@@ -253,26 +297,8 @@ impl Cluster {
         agents: Vec<AgentSetup>,
         now: Instant,
     ) -> Cluster {
-        let master_id = uuid::Uuid::new_v4().to_string();
-        let ip = master_addr.ip().to_string();
-        let ip_network_order = match master_addr.ip() {
-            std::net::IpAddr::V4(v4) => u32::from_le_bytes(v4.octets()),
-            std::net::IpAddr::V6(_) => 0,
-        };
-        let master_info = MasterInfo {
-            id: master_id.clone(),
-            ip: ip_network_order,
-            port: u32::from(master_addr.port()),
-            pid: Some(format!("master@{ip}:{}", master_addr.port())),
-            hostname: Some(ip.clone()),
-            version: Some(crate::MESOS_VERSION.to_string()),
-            address: Some(v1::Address {
-                hostname: Some(ip.clone()),
-                ip: Some(ip),
-                port: i32::from(master_addr.port()),
-            }),
-            ..Default::default()
-        };
+        let master_info = masters::master_info(master_addr);
+        let master_id = master_info.id.clone();
         let retry = settings.status_update_retry_interval;
         let agents = agents
             .into_iter()
@@ -283,8 +309,8 @@ impl Cluster {
                 };
                 let info = AgentInfo {
                     hostname: setup.hostname,
-                    port: Some(i32::from(setup.endpoint.port())),
-                    resources: setup.total.to_resources("*"),
+                    port: (!setup.simulated).then(|| i32::from(setup.endpoint.port())),
+                    resources: setup.total.to_resources("*", Format::Refined),
                     attributes: setup
                         .attributes
                         .into_iter()
@@ -306,11 +332,19 @@ impl Cluster {
                     executors: HashMap::new(),
                     updates: StatusUpdateManager::new(retry),
                     phase: AgentPhase::Running,
+                    simulation: setup.simulated.then(simulated::Simulation::default),
                 }
             })
+            .collect::<Vec<Agent>>();
+        let agent_indices = agents
+            .iter()
+            .enumerate()
+            .map(|(index, agent)| (agent.id.clone(), index))
             .collect();
         Cluster {
             settings,
+            masters: vec![master_info.clone()],
+            leader: Some(0),
             master_info,
             frameworks: HashMap::new(),
             removed_frameworks: HashSet::new(),
@@ -318,6 +352,10 @@ impl Cluster {
             filters: OfferFilters::default(),
             tasks: HashMap::new(),
             agents,
+            agent_indices,
+            operation_updates: HashMap::new(),
+            simulated_transitions: BTreeMap::new(),
+            next_transition: 0,
             next_framework: 0,
             next_offer: 0,
             next_allocation: now,
@@ -328,18 +366,6 @@ impl Cluster {
     /// Interval between HEARTBEAT events.
     pub fn heartbeat_interval(&self) -> Duration {
         self.settings.heartbeat_interval
-    }
-
-    /// The `host:port` the master is known by (`MasterInfo.hostname`, else its IP),
-    /// as `/master/redirect` reports it.
-    pub fn master_authority(&self) -> String {
-        let host = self
-            .master_info
-            .hostname
-            .clone()
-            .or_else(|| self.master_info.address.as_ref().and_then(|a| a.ip.clone()))
-            .unwrap_or_default();
-        format!("{host}:{}", self.master_info.port)
     }
 
     /// The IDs of the agents, in configuration order.
@@ -380,10 +406,13 @@ impl Cluster {
         }
 
         effects.extend(self.finish_recoveries(now));
+        self.declare_unreachable(now);
+        self.run_simulated_transitions(now);
+        self.retry_operation_updates(now);
 
         for index in 0..self.agents.len() {
-            // An agent that is down does not retry its updates.
-            if self.agents[index].phase == AgentPhase::Down {
+            // An agent that is down (or lost) does not retry its updates.
+            if !self.agents[index].phase.is_up() {
                 continue;
             }
             let due = self.agents[index].updates.due_retries(now);
@@ -400,21 +429,34 @@ impl Cluster {
         effects
     }
 
-    /// Resources of agent `index` not used by tasks, executors or outstanding offers.
-    fn free_resources(&self, index: usize) -> ResourceSet {
-        let agent = &self.agents[index];
-        let mut free = agent.total.clone();
+    /// Resources of every agent (by index) not used by tasks, executors or
+    /// outstanding offers: one pass over the tasks and offers, whatever the number
+    /// of agents.
+    fn free_resources(&self) -> Vec<ResourceSet> {
+        let mut free: Vec<ResourceSet> = self
+            .agents
+            .iter()
+            .map(|agent| {
+                let mut free = agent.total.clone();
+                for executor in agent.executors.values() {
+                    free.subtract(&executor.resources);
+                }
+                if let Some(simulation) = &agent.simulation {
+                    simulation.subtract_executors(&mut free);
+                }
+                free
+            })
+            .collect();
         for task in self.tasks.values() {
-            if task.agent == index && !task.is_terminal() {
-                free.subtract(&task.resources);
+            if !task.is_terminal() {
+                if let Some(slot) = free.get_mut(task.agent) {
+                    slot.subtract(&task.resources);
+                }
             }
         }
-        for executor in agent.executors.values() {
-            free.subtract(&executor.resources);
-        }
         for offer in self.offers.values() {
-            if offer.agent == index {
-                free.subtract(&offer.resources);
+            if let Some(slot) = free.get_mut(offer.agent) {
+                slot.subtract(&offer.resources);
             }
         }
         free
@@ -422,85 +464,104 @@ impl Cluster {
 
     /// One allocation round: each agent's free resources go, as one offer, to the
     /// first connected, unsuppressed framework (rotating) that has not filtered them.
+    /// A framework gets all its offers of the round in one OFFERS event.
+    ///
+    /// Cost: one pass over tasks and offers, then per agent a filter lookup per
+    /// candidate framework until one takes it (O(agents × frameworks) at worst).
     fn allocate(&mut self, now: Instant) {
         self.filters.expire(now);
-        let mut candidates: Vec<FrameworkId> = self
+        let mut candidates: Vec<(FrameworkId, String)> = self
             .frameworks
             .values()
             .filter(|f| f.connection.is_some() && !f.suppressed)
-            .map(|f| f.id.clone())
+            .map(|f| (f.id.clone(), f.role()))
             .collect();
         if candidates.is_empty() {
             return;
         }
-        candidates.sort_by(|a, b| a.value.cmp(&b.value));
+        candidates.sort_by(|a, b| a.0.value.cmp(&b.0.value));
         let start = self.allocation_round % candidates.len();
         candidates.rotate_left(start);
         self.allocation_round = self.allocation_round.wrapping_add(1);
 
-        for index in 0..self.agents.len() {
-            let free = self.free_resources(index);
-            // Mesos's minimum allocatable resources: 0.01 cpus or 32 MB of memory.
-            if free.cpus < 10 && free.mem < 32_000 {
+        let mut batches: HashMap<FrameworkId, Vec<v1::Offer>> = HashMap::new();
+        for (index, free) in self.free_resources().into_iter().enumerate() {
+            if !free.is_allocatable() || self.agents[index].phase.is_lost() {
                 continue;
             }
-            let agent_id = self.agents[index].id.clone();
-            let Some(framework_id) = candidates
-                .iter()
-                .find(|fid| !self.filters.is_filtered(fid, &agent_id, &free, now))
-                .cloned()
-            else {
+            let agent_id = &self.agents[index].id;
+            // Each framework is offered the unreserved resources and those of its role.
+            let Some((framework_id, offerable)) = candidates.iter().find_map(|(fid, role)| {
+                let offerable = free.for_role(role);
+                (offerable.is_allocatable()
+                    && !self.filters.is_filtered(fid, agent_id, &offerable, now))
+                .then(|| (fid.clone(), offerable))
+            }) else {
                 continue;
             };
-            self.send_offer(index, &framework_id, free);
+            if let Some(offer) = self.make_offer(index, &framework_id, offerable) {
+                batches.entry(framework_id).or_default().push(offer);
+            }
+        }
+        for (framework_id, offers) in batches {
+            if let Some(framework) = self.frameworks.get(&framework_id) {
+                tracing::debug!(framework_id = %framework_id.value, count = offers.len(), "sending offers");
+                framework.send(scheduler::Event {
+                    r#type: Some(scheduler::event::Type::Offers as i32),
+                    offers: Some(scheduler::event::Offers { offers }),
+                    ..Default::default()
+                });
+            }
         }
     }
 
-    fn send_offer(&mut self, index: usize, framework_id: &FrameworkId, resources: ResourceSet) {
-        let Some(framework) = self.frameworks.get(framework_id) else {
-            return;
-        };
+    /// Records an offer of `resources` on agent `index` to a framework and returns
+    /// it for sending.
+    fn make_offer(
+        &mut self,
+        index: usize,
+        framework_id: &FrameworkId,
+        resources: ResourceSet,
+    ) -> Option<v1::Offer> {
+        let framework = self.frameworks.get(framework_id)?;
         self.next_offer += 1;
         let offer_id = OfferId {
             value: format!("{}-O{}", self.master_info.id, self.next_offer),
         };
         let agent = &self.agents[index];
         let role = framework.role();
-        let executor_ids = agent
+        let mut executor_ids: Vec<ExecutorId> = agent
             .executors
             .keys()
             .filter(|(fid, _)| fid == framework_id)
             .map(|(_, eid)| eid.clone())
             .collect();
+        if let Some(simulation) = &agent.simulation {
+            executor_ids.extend(simulation.executor_ids(framework_id));
+        }
+        // A simulated agent has no endpoint to point at.
+        let url = agent.simulation.is_none().then(|| v1::Url {
+            scheme: "http".to_string(),
+            address: v1::Address {
+                hostname: Some(agent.info.hostname.clone()),
+                ip: Some(agent.endpoint.ip().to_string()),
+                port: i32::from(agent.endpoint.port()),
+            },
+            path: Some("/slave(1)".to_string()),
+            ..Default::default()
+        });
         let offer = v1::Offer {
             id: offer_id.clone(),
             framework_id: framework_id.clone(),
             agent_id: agent.id.clone(),
             hostname: agent.info.hostname.clone(),
-            url: Some(v1::Url {
-                scheme: "http".to_string(),
-                address: v1::Address {
-                    hostname: Some(agent.info.hostname.clone()),
-                    ip: Some(agent.endpoint.ip().to_string()),
-                    port: i32::from(agent.endpoint.port()),
-                },
-                path: Some("/slave(1)".to_string()),
-                ..Default::default()
-            }),
-            resources: resources.to_resources(&role),
+            url,
+            resources: resources.to_resources(&role, framework.resource_format()),
             attributes: agent.info.attributes.clone(),
             executor_ids,
             allocation_info: Some(v1::resource::AllocationInfo { role: Some(role) }),
             ..Default::default()
         };
-        tracing::debug!(offer_id = %offer_id.value, framework_id = %framework_id.value, "sending offer");
-        framework.send(scheduler::Event {
-            r#type: Some(scheduler::event::Type::Offers as i32),
-            offers: Some(scheduler::event::Offers {
-                offers: vec![offer],
-            }),
-            ..Default::default()
-        });
         self.offers.insert(
             offer_id,
             Offer {
@@ -509,6 +570,7 @@ impl Cluster {
                 resources,
             },
         );
+        Some(offer)
     }
 
     /// Drops the outstanding offers of a framework; their resources become free.
@@ -549,9 +611,14 @@ impl Cluster {
         self.remove_offers_of(framework_id);
         self.filters.clear_framework(framework_id);
         self.tasks.retain(|(fid, _), _| fid != framework_id);
+        self.operation_updates
+            .retain(|(fid, _), _| fid != framework_id);
         let grace = self.settings.executor_shutdown_grace_period;
         for (index, agent) in self.agents.iter_mut().enumerate() {
             agent.updates.remove_framework(framework_id);
+            if let Some(simulation) = &mut agent.simulation {
+                simulation.remove_framework(framework_id);
+            }
             for ((fid, _), executor) in agent.executors.iter_mut() {
                 if fid == framework_id {
                     effects.extend(shutdown_executor(index, executor, grace));
@@ -612,7 +679,7 @@ impl Cluster {
     }
 
     fn agent_index(&self, agent_id: &AgentId) -> Option<usize> {
-        self.agents.iter().position(|agent| agent.id == *agent_id)
+        self.agent_indices.get(agent_id).copied()
     }
 }
 

@@ -39,6 +39,19 @@ pub enum AgentPhase {
         /// When recovery completes.
         until: Instant,
     },
+    /// The agent's host is lost (see `agent_loss`): the master has not noticed
+    /// yet and declares the agent unreachable at `deadline`.
+    Disconnected {
+        /// When the agent is declared unreachable.
+        deadline: Instant,
+    },
+    /// Declared unreachable; its tasks were reported unreachable (or lost).
+    Unreachable {
+        /// When, in nanoseconds since the epoch (`TaskStatus.unreachable_time`).
+        since_nanos: i64,
+    },
+    /// Removed by the operator (marked gone); its tasks were reported gone.
+    Gone,
 }
 
 impl AgentPhase {
@@ -50,6 +63,19 @@ impl AgentPhase {
     /// Whether a restart may begin.
     pub fn can_restart(self) -> bool {
         self == AgentPhase::Running
+    }
+
+    /// Whether the agent is lost for good (disconnected, unreachable or gone).
+    pub fn is_lost(self) -> bool {
+        matches!(
+            self,
+            AgentPhase::Disconnected { .. } | AgentPhase::Unreachable { .. } | AgentPhase::Gone
+        )
+    }
+
+    /// Whether the agent runs and retries its status updates.
+    pub fn is_up(self) -> bool {
+        matches!(self, AgentPhase::Running | AgentPhase::Recovering { .. })
     }
 }
 

@@ -108,6 +108,7 @@ impl Cluster {
                 self.forward_update(index, &framework_id, status);
             }
         }
+        self.resend_operation_updates(&framework_id);
         Some(framework_id)
     }
 
@@ -139,6 +140,31 @@ impl Cluster {
                 ),
             )),
             Some(_) => Ok(()),
+        }
+    }
+
+    /// A call authenticated as `principal` must come from the framework's own
+    /// principal (400 otherwise, as Mesos answers).
+    pub fn check_principal(
+        &self,
+        framework_id: &FrameworkId,
+        principal: &str,
+    ) -> Result<(), Rejection> {
+        let framework_principal = self
+            .frameworks
+            .get(framework_id)
+            .and_then(|f| f.info.principal.as_deref());
+        if framework_principal == Some(principal) {
+            Ok(())
+        } else {
+            Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Authenticated principal '{principal}' does not match principal '{}' of framework {}",
+                    framework_principal.unwrap_or_default(),
+                    framework_id.value
+                ),
+            ))
         }
     }
 
@@ -264,10 +290,12 @@ impl Cluster {
                     self.update_framework(&framework_id, update)?;
                 }
             }
-            Type::AcceptInverseOffers
-            | Type::DeclineInverseOffers
-            | Type::Request
-            | Type::AcknowledgeOperationStatus => {
+            Type::AcknowledgeOperationStatus => {
+                if let Some(acknowledge) = call.acknowledge_operation_status {
+                    self.acknowledge_operation_status(&framework_id, &acknowledge);
+                }
+            }
+            Type::AcceptInverseOffers | Type::DeclineInverseOffers | Type::Request => {
                 tracing::debug!(
                     call = call_type.as_str_name(),
                     "call has no effect in devcluster"
@@ -333,6 +361,7 @@ impl Cluster {
                 TaskState::TaskLost
             };
             for operation in operations {
+                self.operation_feedback(framework_id, &operation, None, Err(&reason), now);
                 for task in launched_tasks(operation) {
                     self.send_master_update(
                         framework_id,
@@ -389,8 +418,47 @@ impl Cluster {
                         );
                     }
                 }
+                Some(
+                    kind @ (operation::Type::Reserve
+                    | operation::Type::Unreserve
+                    | operation::Type::Create
+                    | operation::Type::Destroy),
+                ) => {
+                    let outcome =
+                        self.apply_operation(index, framework_id, kind, &operation, &mut remaining);
+                    match outcome {
+                        Ok(operation_effects) => {
+                            effects.extend(operation_effects);
+                            self.operation_feedback(
+                                framework_id,
+                                &operation,
+                                Some(index),
+                                Ok(()),
+                                now,
+                            );
+                        }
+                        Err(message) => {
+                            tracing::warn!(operation = kind.as_str_name(), %message, "offer operation dropped");
+                            self.operation_feedback(
+                                framework_id,
+                                &operation,
+                                Some(index),
+                                Err(&message),
+                                now,
+                            );
+                        }
+                    }
+                }
                 other => {
                     tracing::warn!(operation = ?other, "offer operation not supported by devcluster, dropped");
+                    let message = "operation not supported by devcluster";
+                    self.operation_feedback(
+                        framework_id,
+                        &operation,
+                        Some(index),
+                        Err(message),
+                        now,
+                    );
                 }
             }
         }
@@ -459,9 +527,14 @@ impl Cluster {
                 let executor_id = v1::ExecutorId {
                     value: task.task_id.value.clone(),
                 };
-                if agent
-                    .executors
-                    .contains_key(&(framework_id.clone(), executor_id))
+                let simulated_in_use = agent
+                    .simulation
+                    .as_ref()
+                    .is_some_and(|s| s.has_executor(framework_id, &executor_id));
+                if simulated_in_use
+                    || agent
+                        .executors
+                        .contains_key(&(framework_id.clone(), executor_id))
                 {
                     let message = format!(
                         "executor ID {} of the command task is in use",
@@ -519,7 +592,11 @@ impl Cluster {
             Ok(set) => set,
             Err(message) => return Err((task, message)),
         };
-        if existing.is_none() {
+        let simulated_running = agent
+            .simulation
+            .as_ref()
+            .is_some_and(|s| s.has_executor(framework_id, &executor.executor_id));
+        if existing.is_none() && !simulated_running {
             match ResourceSet::from_resources(&executor.resources) {
                 Ok(set) => needed.add(&set),
                 Err(message) => return Err((task, message)),
@@ -540,6 +617,10 @@ impl Cluster {
         task: TaskInfo,
         now: Instant,
     ) -> Vec<Effect> {
+        if self.agents[index].simulation.is_some() {
+            self.launch_simulated_task(index, framework_id, task, now);
+            return Vec::new();
+        }
         let Some(executor_info) = task.executor.clone() else {
             return self.launch_command_task(index, framework_id, task);
         };
@@ -564,12 +645,27 @@ impl Cluster {
             },
         );
         let settings = self.settings.clone();
-        let agent = &mut self.agents[index];
         let key = (framework_id.clone(), executor_info.executor_id.clone());
+        let volumes = self.volume_links(index, &[&task.resources, &executor_info.resources]);
+        let agent = &mut self.agents[index];
         if let Some(executor) = agent.executors.get_mut(&key) {
             executor
                 .tasks
                 .insert(task.task_id.clone(), TaskState::TaskStaging);
+            if !volumes.is_empty() {
+                // Linked before the task is delivered, as Mesos mounts volumes into
+                // a running container before the task reaches it; a few syscalls.
+                let sandbox = sandbox_path(
+                    &settings.work_dir,
+                    &agent.id.value,
+                    &framework_id.value,
+                    &key.1.value,
+                    &executor.container_id,
+                );
+                if let Err(error) = crate::process::link_volumes(&sandbox, &volumes) {
+                    tracing::warn!(%error, "cannot link volumes into the executor's sandbox");
+                }
+            }
             match &executor.connection {
                 Some(connection) => connection.send(executor::Event {
                     r#type: Some(executor::event::Type::Launch as i32),
@@ -582,16 +678,13 @@ impl Cluster {
         }
 
         let container_id = uuid::Uuid::new_v4().to_string();
-        let sandbox = settings
-            .work_dir
-            .join("agents")
-            .join(&agent.id.value)
-            .join("frameworks")
-            .join(&framework_id.value)
-            .join("executors")
-            .join(&executor_info.executor_id.value)
-            .join("runs")
-            .join(&container_id);
+        let sandbox = sandbox_path(
+            &settings.work_dir,
+            &agent.id.value,
+            &framework_id.value,
+            &executor_info.executor_id.value,
+            &container_id,
+        );
         let grace = executor_info
             .shutdown_grace_period
             .and_then(|d| u64::try_from(d.nanoseconds).ok())
@@ -641,6 +734,7 @@ impl Cluster {
             sandbox,
             command,
             environment,
+            volumes,
         }))]
     }
 
@@ -660,6 +754,10 @@ impl Cluster {
             self.reconcile(framework_id, vec![reconcile]);
             return Vec::new();
         };
+        if self.agents[index].simulation.is_some() {
+            self.kill_simulated_task(index, framework_id, &kill.task_id, Instant::now());
+            return Vec::new();
+        }
         let is_command_task = self.agents[index]
             .executors
             .get(&(framework_id.clone(), executor_id.clone()))
@@ -736,6 +834,18 @@ impl Cluster {
             tracing::warn!(agent_id = %shutdown.agent_id.value, "SHUTDOWN for an unknown agent dropped");
             return Vec::new();
         };
+        if self.agents[index].simulation.is_some() {
+            let found = self.shutdown_simulated_executor(
+                index,
+                framework_id,
+                &shutdown.executor_id,
+                Instant::now(),
+            );
+            if !found {
+                tracing::warn!(executor_id = %shutdown.executor_id.value, "SHUTDOWN for an unknown executor dropped");
+            }
+            return Vec::new();
+        }
         match self.agents[index]
             .executors
             .get_mut(&(framework_id.clone(), shutdown.executor_id.clone()))
@@ -806,6 +916,7 @@ impl Cluster {
             status.executor_id = task.executor_id.clone();
             status.healthy = task.status.healthy;
             status.container_status = task.status.container_status.clone();
+            status.unreachable_time = task.status.unreachable_time;
             status
         };
         let mut answers = Vec::new();
@@ -823,15 +934,12 @@ impl Cluster {
                 {
                     Some(task) => answers.push(answer(task)),
                     None => {
-                        let agent_known = wanted
+                        let agent = wanted
                             .agent_id
                             .as_ref()
-                            .is_some_and(|id| self.agent_index(id).is_some());
-                        let state = match (partition_aware, agent_known) {
-                            (false, _) => TaskState::TaskLost,
-                            (true, true) => TaskState::TaskGone,
-                            (true, false) => TaskState::TaskUnknown,
-                        };
+                            .and_then(|id| self.agent_index(id))
+                            .map(|index| self.agents[index].phase);
+                        let state = super::agent_loss::unknown_task_state(partition_aware, agent);
                         answers.push(master_status(
                             &wanted.task_id,
                             state,
@@ -845,33 +953,6 @@ impl Cluster {
         }
         for status in answers {
             self.send_master_update(framework_id, status);
-        }
-    }
-
-    fn reconcile_operations(
-        &self,
-        framework_id: &FrameworkId,
-        reconcile: scheduler::call::ReconcileOperations,
-    ) {
-        let Some(framework) = self.frameworks.get(framework_id) else {
-            return;
-        };
-        // devcluster runs no offer operations with feedback, so every operation asked
-        // about is unknown.
-        for operation in reconcile.operations {
-            framework.send(scheduler::Event {
-                r#type: Some(scheduler::event::Type::UpdateOperationStatus as i32),
-                update_operation_status: Some(scheduler::event::UpdateOperationStatus {
-                    status: v1::OperationStatus {
-                        operation_id: Some(operation.operation_id),
-                        state: v1::OperationState::OperationUnknown as i32,
-                        agent_id: operation.agent_id,
-                        resource_provider_id: operation.resource_provider_id,
-                        ..Default::default()
-                    },
-                }),
-                ..Default::default()
-            });
         }
     }
 
@@ -933,6 +1014,25 @@ impl Cluster {
             self.forward_update(index, framework_id, front);
         }
     }
+}
+
+/// The sandbox of one run (container) of an executor.
+pub(super) fn sandbox_path(
+    work_dir: &std::path::Path,
+    agent_id: &str,
+    framework_id: &str,
+    executor_id: &str,
+    container_id: &str,
+) -> std::path::PathBuf {
+    work_dir
+        .join("agents")
+        .join(agent_id)
+        .join("frameworks")
+        .join(framework_id)
+        .join("executors")
+        .join(executor_id)
+        .join("runs")
+        .join(container_id)
 }
 
 /// The tasks a LAUNCH or LAUNCH_GROUP operation carries.

@@ -8,7 +8,11 @@ use mesos_stateful_proto::v1::{self, task_status, TaskId, TaskState};
 
 use super::{config, find_file, framework_info, scalar, Scheduler, WAIT};
 
-fn command_task(offer: &v1::Offer, task_id: &str, command: v1::CommandInfo) -> v1::TaskInfo {
+pub(crate) fn command_task(
+    offer: &v1::Offer,
+    task_id: &str,
+    command: v1::CommandInfo,
+) -> v1::TaskInfo {
     v1::TaskInfo {
         name: task_id.into(),
         task_id: TaskId {
@@ -21,7 +25,7 @@ fn command_task(offer: &v1::Offer, task_id: &str, command: v1::CommandInfo) -> v
     }
 }
 
-fn shell(value: &str) -> v1::CommandInfo {
+pub(crate) fn shell(value: &str) -> v1::CommandInfo {
     v1::CommandInfo {
         value: Some(value.into()),
         ..Default::default()
@@ -63,11 +67,11 @@ async fn follow_with_failures(
 }
 
 /// [`follow_with_failures`] without the failures.
-async fn follow(scheduler: &mut Scheduler) -> Vec<v1::TaskStatus> {
+pub(crate) async fn follow(scheduler: &mut Scheduler) -> Vec<v1::TaskStatus> {
     follow_with_failures(scheduler).await.0
 }
 
-fn states(updates: &[v1::TaskStatus]) -> Vec<TaskState> {
+pub(crate) fn states(updates: &[v1::TaskStatus]) -> Vec<TaskState> {
     updates.iter().map(|s| s.state()).collect()
 }
 

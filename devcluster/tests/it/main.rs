@@ -20,9 +20,14 @@ use mesos_stateful_proto::{media, Message, STREAM_ID_HEADER};
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
 
+mod agent_loss;
 mod agent_restart;
+mod authentication;
 mod command_tasks;
+mod masters;
 mod pymesos;
+mod simulated_agents;
+mod volumes;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -44,6 +49,7 @@ fn config(work_dir: &Path) -> DevClusterConfig {
         executor_registration_timeout: Duration::from_secs(30),
         executor_shutdown_grace_period: Duration::from_millis(500),
         executor_reregistration_timeout: Duration::from_secs(1),
+        ..DevClusterConfig::default()
     }
 }
 
