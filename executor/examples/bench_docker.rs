@@ -1,6 +1,7 @@
 //! Measures the executor's Docker client against the docker CLI and prints a Markdown
-//! table: container create + start latency (ours and the CLI's, interleaved) and the
-//! latency of one-shot stats samples.
+//! table: container create + start latency (ours and the CLI's, interleaved), the
+//! latency of one-shot stats samples, and the latency of a stats sample asked of a
+//! task's `StatsSampler` (which keeps a streaming stats connection open).
 //!
 //! Run with `cargo run --release -p mesos-stateful-executor --example bench_docker
 //! [IMAGE] [N]`. The image must be local and have `sleep` on its path; the default is
@@ -13,10 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use mesos_stateful_executor::docker::{CreateContainer, DockerClient, DockerHost, RemoveOptions};
+use mesos_stateful_executor::task::sampler::StatsSampler;
 
 const DEFAULT_IMAGE: &str = "mesos-stateful-it/busybox:1";
 const LABEL: &str = "mesos-stateful.bench";
 const STATS_SAMPLES: usize = 100;
+/// Pause between two samples asked of the sampler, so that the measurement spans
+/// several of the engine's one-second updates.
+const SAMPLER_PAUSE: Duration = Duration::from_millis(25);
 
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
@@ -120,6 +125,30 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    // The task's sampler: time to its first streamed sample, then the latency of
+    // asking it for a sample.
+    let started = Instant::now();
+    let sampler = StatsSampler::start(docker.clone(), &created.id);
+    while sampler.fresh().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("no streamed stats sample within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let first_streamed = millis(started.elapsed());
+    let mut sampled = Vec::new();
+    for _ in 0..STATS_SAMPLES {
+        tokio::time::sleep(SAMPLER_PAUSE).await;
+        let started = Instant::now();
+        match sampler.sample().await {
+            Ok(_) => sampled.push(millis(started.elapsed())),
+            Err(err) => {
+                failure = Some(err);
+                break;
+            }
+        }
+    }
+    drop(sampler);
     remove(&docker, &created.id).await;
     if let Some(err) = failure {
         return Err(err.into());
@@ -127,18 +156,25 @@ async fn main() -> anyhow::Result<()> {
 
     println!("| measurement | n | p50 ms | p90 ms | p99 ms |");
     println!("|---|---|---|---|---|");
+    // Sub-millisecond latencies keep three decimals (microseconds).
     let row = |label: &str, values: &[f64]| {
+        let decimals = if quantile(values, 0.99) < 1.0 { 3 } else { 1 };
         println!(
-            "| {label} | {} | {:.1} | {:.1} | {:.1} |",
+            "| {label} | {} | {:.*} | {:.*} | {:.*} |",
             values.len(),
+            decimals,
             quantile(values, 0.5),
+            decimals,
             quantile(values, 0.9),
+            decimals,
             quantile(values, 0.99)
         );
     };
     row("create + start, our client", &ours);
     row("create + start, docker CLI", &cli);
     row("one-shot stats sample, our client", &stats);
+    row("stats sample from the task's sampler", &sampled);
+    row("sampler start to first streamed sample", &[first_streamed]);
     println!();
     println!(
         "api version {}, image {image}, {} cpus",

@@ -13,6 +13,9 @@ pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// `--executor_reregistration_timeout`).
 pub const DEFAULT_SUBSCRIPTION_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// The variable that lets tasks run privileged containers when it is `1`.
+pub const ALLOW_PRIVILEGED_VARIABLE: &str = "MESOS_STATEFUL_ALLOW_PRIVILEGED";
+
 /// Why the environment could not be turned into a [`Config`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -66,6 +69,9 @@ pub struct Config {
     pub authentication_token: Option<String>,
     /// `DOCKER_HOST`, else the default unix socket.
     pub docker_host: DockerHost,
+    /// `MESOS_STATEFUL_ALLOW_PRIVILEGED == "1"`: whether tasks may run privileged
+    /// containers. The scheduler sets it only when its operator allows them.
+    pub allow_privileged: bool,
 }
 
 impl Config {
@@ -153,6 +159,7 @@ impl Config {
             authentication_token: lookup("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
                 .filter(|v| !v.is_empty()),
             docker_host,
+            allow_privileged: lookup(ALLOW_PRIVILEGED_VARIABLE).as_deref() == Some("1"),
         })
     }
 }
@@ -290,6 +297,24 @@ mod tests {
         );
         assert_eq!(config.sandbox_directory, None);
         assert_eq!(config.docker_host, DockerHost::default());
+        assert!(!config.allow_privileged);
+    }
+
+    #[test]
+    fn privileged_containers_are_allowed_only_by_1() {
+        let check = |value: &str, expected: bool| {
+            let mut vars = MINIMAL.to_vec();
+            vars.push((ALLOW_PRIVILEGED_VARIABLE, value));
+            assert_eq!(
+                config_from(&vars).unwrap().allow_privileged,
+                expected,
+                "{value:?}"
+            );
+        };
+        check("1", true);
+        check("0", false);
+        check("true", false);
+        check("", false);
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::agent::{AgentClient, AgentError};
 use crate::config::Config;
 use crate::task::commands::{run_command, Admission, CommandTable};
 use crate::task::worker::{run_task, LazyDocker, WorkerReport};
-use crate::task::{kill_grace_period, plan_container, Outcome, Owner};
+use crate::task::{kill_grace_period, plan_container, Outcome, Owner, PlanRules};
 use crate::telemetry::traceparent_label;
 use crate::updates::{Acknowledgement, UpdateTracker};
 use crate::Error;
@@ -344,7 +344,10 @@ impl Executor {
             warn!(task = %task_id.value, "duplicate LAUNCH ignored");
             return;
         }
-        let plan = plan_container(&task, &self.owner);
+        let rules = PlanRules {
+            allow_privileged: self.config.allow_privileged,
+        };
+        let plan = plan_container(&task, &self.owner, &rules);
         let traceparent = traceparent_label(task.labels.as_ref()).map(str::to_owned);
         let task_policy = task.kill_policy;
         self.tracker.launched(task);

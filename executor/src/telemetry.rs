@@ -11,16 +11,25 @@
 //! on its own thread with the blocking HTTP client: the async and gRPC exporters need
 //! a Tokio reactor that the processor's thread lacks. The batch queue is only flushed
 //! by [`Telemetry::shutdown`], which the binary calls on every way out.
+//!
+//! Log lines written inside a span carry its trace id, as the scheduler's do
+//! (`trace_id=…`, or a `trace_id` field with `MESOS_STATEFUL_LOG_FORMAT=json`). The
+//! line formats are the scheduler's own source file, compiled into this crate too
+//! (the executor may not depend on the scheduler crate). Without an endpoint, spans
+//! are sampled out: they keep their ids for log lines and record nothing.
+
+#[path = "../../scheduler/src/telemetry/logs.rs"]
+pub mod logs;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// Service name reported when `OTEL_SERVICE_NAME` is not set.
 pub const DEFAULT_SERVICE_NAME: &str = "mesos-stateful-executor";
@@ -31,21 +40,22 @@ pub const TRACEPARENT_LABEL: &str = "traceparent";
 /// What [`init`] installed; flushes pending spans when shut down.
 #[derive(Debug)]
 pub struct Telemetry {
-    provider: Option<SdkTracerProvider>,
+    provider: SdkTracerProvider,
+    exporting: bool,
 }
 
 impl Telemetry {
     /// Whether spans are exported.
     pub fn exporting(&self) -> bool {
-        self.provider.is_some()
+        self.exporting
     }
 
     /// Flushes pending spans and stops the exporter (bounded by the SDK's export
     /// timeout). Must not run inside a Tokio runtime: the blocking HTTP client
     /// refuses to.
     pub fn shutdown(self) {
-        if let Some(provider) = self.provider {
-            if let Err(error) = provider.shutdown() {
+        if let Err(error) = self.provider.shutdown() {
+            if self.exporting {
                 eprintln!("telemetry: flushing spans failed: {error}");
             }
         }
@@ -67,12 +77,23 @@ pub fn init(ansi: bool) -> Telemetry {
             None
         }
     });
-    let otel_layer = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(DEFAULT_SERVICE_NAME))
+    let exporting = provider.is_some();
+    let provider = provider.unwrap_or_else(|| {
+        SdkTracerProvider::builder()
+            .with_sampler(Sampler::AlwaysOff)
+            .build()
     });
+    let otel_layer =
+        tracing_opentelemetry::layer().with_tracer(provider.tracer(DEFAULT_SERVICE_NAME));
+    let json = std::env::var("MESOS_STATEFUL_LOG_FORMAT").is_ok_and(|f| f.trim() == "json");
     let fmt_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+        .with_ansi(ansi && !json);
+    let fmt_layer = if json {
+        fmt_layer.event_format(logs::JsonWithTraceIds).boxed()
+    } else {
+        fmt_layer.event_format(logs::PrettyWithTraceIds).boxed()
+    };
     let result = tracing_subscriber::registry()
         .with(otel_layer)
         .with(fmt_layer)
@@ -81,7 +102,10 @@ pub fn init(ansi: bool) -> Telemetry {
     if let Err(error) = result {
         eprintln!("telemetry: a subscriber is already installed: {error}");
     }
-    Telemetry { provider }
+    Telemetry {
+        provider,
+        exporting,
+    }
 }
 
 fn tracer_provider() -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {

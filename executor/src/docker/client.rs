@@ -1349,6 +1349,126 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stats_streams_yield_samples_and_refuse_garbage() {
+        let engine = FakeEngine::start(|request| {
+            let body = |cpu: u64| {
+                format!(
+                    r#"{{"read":"t{cpu}","cpu_stats":{{"cpu_usage":{{"total_usage":{cpu}}},"system_cpu_usage":{cpu}0,"online_cpus":1}}}}"#
+                )
+            };
+            if request.uri.contains("/good/") {
+                (200, format!("{}\n{}\n", body(1), body(2)))
+            } else if request.uri.contains("/garbage/") {
+                (200, format!("{}\nnot json at all\n", body(1)))
+            } else if request.uri.contains("/cut/") {
+                (200, format!("{}\n{{\"read\":", body(1)))
+            } else {
+                (404, r#"{"message":"No such container: gone"}"#.into())
+            }
+        });
+        let client = engine.client();
+        let mut good = client.stream_stats("good").await.unwrap();
+        assert_eq!(good.next().await.unwrap().unwrap().cpu_total_usage, 1);
+        assert_eq!(good.next().await.unwrap().unwrap().cpu_total_usage, 2);
+        assert_eq!(good.next().await.unwrap(), None);
+        assert_eq!(
+            engine.requests()[0].uri,
+            "/v1.41/containers/good/stats?stream=true"
+        );
+        for broken in ["garbage", "cut"] {
+            let mut stream = client.stream_stats(broken).await.unwrap();
+            assert_eq!(stream.next().await.unwrap().unwrap().cpu_total_usage, 1);
+            let err = stream.next().await.unwrap_err();
+            assert!(
+                matches!(err, DockerError::InvalidResponse { .. }),
+                "{broken}: {err}"
+            );
+        }
+        let err = client.stream_stats("gone").await.unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn events_are_filtered_and_garbage_is_an_error() {
+        let engine = FakeEngine::start(|request| {
+            let die = r#"{"Type":"container","Action":"die","Actor":{"ID":"c1","Attributes":{"exitCode":"7"}},"timeNano":5}"#;
+            if request.uri.contains("since=") {
+                (200, format!("{die}\n\x00\x01garbage\n"))
+            } else {
+                (200, format!("{die}\n"))
+            }
+        });
+        let client = engine.client();
+        let filters = crate::docker::EventFilters {
+            filters: [
+                ("event", vec!["die".to_string()]),
+                ("label", vec!["k=v".to_string()]),
+            ]
+            .into_iter()
+            .collect(),
+            since: None,
+        };
+        let mut events = client.events(&filters).await.unwrap();
+        let die = events.next().await.unwrap().unwrap();
+        assert_eq!((die.action.as_str(), die.exit_code()), ("die", Some(7)));
+        assert_eq!(events.next().await.unwrap(), None);
+        assert_eq!(
+            engine.requests()[0].uri,
+            "/v1.41/events?filters=%7B%22event%22%3A%5B%22die%22%5D%2C%22label%22%3A%5B%22k%3Dv%22%5D%7D"
+        );
+        let resumed = crate::docker::EventFilters {
+            since: Some("12.000000005".into()),
+            ..filters
+        };
+        let mut events = client.events(&resumed).await.unwrap();
+        assert!(events.next().await.unwrap().is_some());
+        let err = events.next().await.unwrap_err();
+        assert!(matches!(err, DockerError::InvalidResponse { .. }), "{err}");
+        assert!(engine.requests()[1]
+            .uri
+            .starts_with("/v1.41/events?since=12.000000005&filters="));
+    }
+
+    #[tokio::test]
+    async fn sampler_falls_back_to_one_shot_samples_and_keeps_reopening_the_stream() {
+        let engine = FakeEngine::start(|request| {
+            if request.uri.contains("stream=true") {
+                (500, r#"{"message":"streaming unavailable"}"#.into())
+            } else {
+                (
+                    200,
+                    r#"{"cpu_stats":{"cpu_usage":{"total_usage":42},"system_cpu_usage":100,"online_cpus":1}}"#
+                        .into(),
+                )
+            }
+        });
+        let sampler = crate::task::sampler::StatsSampler::start(engine.client(), "c1");
+        let sampled = sampler.sample().await.unwrap();
+        assert_eq!(sampled.sample.cpu_total_usage, 42);
+        let streams = || {
+            engine
+                .requests()
+                .iter()
+                .filter(|request| request.uri.contains("stream=true"))
+                .count()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while streams() < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "stream not reopened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Dropping the sampler closes the stream for good.
+        drop(sampler);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let after_drop = streams();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(streams(), after_drop);
+    }
+
+    #[tokio::test]
     async fn stats_ask_for_one_shot_samples() {
         let engine = FakeEngine::start(|_| {
             (

@@ -5,11 +5,13 @@
 //! once with `GET /version`, and turns every answer into a typed value or a
 //! [`DockerError`]: a garbled or unexpected answer is an error, never a panic.
 //!
-//! Streamed answers (image pull progress, exec output, logs) are decoded as they
-//! arrive by the incremental decoders of [`stream`], so that an error reported inside
-//! a 200 stream or a stream cut in the middle of a message is an error too.
+//! Streamed answers (image pull progress, exec output, logs, stats, events) are
+//! decoded as they arrive by the incremental decoders of [`stream`], so that an
+//! error reported inside a 200 stream or a stream cut in the middle of a message is
+//! an error too.
 
 mod client;
+mod events;
 mod exec;
 mod logs;
 mod pull;
@@ -23,6 +25,7 @@ pub use client::{
     negotiate_api_version, ApiVersion, DockerClient, DEFAULT_REQUEST_TIMEOUT, MAX_API_VERSION,
     MIN_API_VERSION,
 };
+pub use events::{parse_event, DockerEvent, EventFilters, EventStream};
 pub use exec::{ExecInspect, ExecResult, MAX_EXEC_OUTPUT};
 pub use logs::LogsCopied;
 pub use pull::{
@@ -30,10 +33,11 @@ pub use pull::{
     ImageReference, ProgressDetail, PullMessage, PullProgress, ReferenceError, RegistryAuth,
     DEFAULT_REGISTRY,
 };
-pub use stats::{cpu_percent, StatsSample};
+pub use stats::{cpu_percent, StatsSample, StatsStream, STATS_STREAM_IDLE_TIMEOUT};
 pub use types::{
-    ContainerInspect, ContainerState, ContainerSummary, CreateContainer, CreatedContainer,
-    HostConfig, RemoveOptions, VersionInfo, WaitCondition, WaitError, WaitResponse,
+    BindMount, ContainerInspect, ContainerState, ContainerSummary, CreateContainer,
+    CreatedContainer, EmptyObject, EndpointSettings, HostConfig, NetworkSettings, PortBinding,
+    RemoveOptions, VersionInfo, WaitCondition, WaitError, WaitResponse,
 };
 
 /// The engine's socket when `DOCKER_HOST` is not set.

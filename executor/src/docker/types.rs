@@ -39,8 +39,53 @@ pub struct CreateContainer {
     /// Container labels.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Ports the container listens on (`6379/tcp`), needed for publishing them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub exposed_ports: BTreeMap<String, EmptyObject>,
     /// Resource limits and networking.
     pub host_config: HostConfig,
+}
+
+/// A JSON `{}`, the value the engine expects in `ExposedPorts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EmptyObject {}
+
+/// Where one container port is published on the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    /// The host address to bind; all addresses when empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
+    /// The host port, as a decimal string.
+    pub host_port: String,
+}
+
+/// One entry of `HostConfig.Mounts`: a host directory bound into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BindMount {
+    /// Always `bind`.
+    #[serde(rename = "Type")]
+    pub kind: &'static str,
+    /// The host directory (it must exist).
+    pub source: String,
+    /// The path inside the container.
+    pub target: String,
+    /// Whether the container may only read it.
+    pub read_only: bool,
+}
+
+impl BindMount {
+    /// A bind mount of host directory `source` at `target`.
+    pub fn new(source: String, target: String, read_only: bool) -> BindMount {
+        BindMount {
+            kind: "bind",
+            source,
+            target,
+            read_only,
+        }
+    }
 }
 
 /// The `HostConfig` part of a container creation.
@@ -56,6 +101,15 @@ pub struct HostConfig {
     /// Memory limit in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<i64>,
+    /// Published ports by container port (`6379/tcp`), with bridge networking.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    /// Host directories bound into the container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<BindMount>,
+    /// Whether the container runs privileged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
 }
 
 /// Answer of `POST /containers/create`.
@@ -81,6 +135,43 @@ pub struct ContainerInspect {
     /// Runtime state.
     #[serde(rename = "State")]
     pub state: ContainerState,
+    /// Its network addresses (absent on some engines for stopped containers).
+    #[serde(rename = "NetworkSettings", default)]
+    pub network_settings: Option<NetworkSettings>,
+}
+
+/// `NetworkSettings` of an inspected container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct NetworkSettings {
+    /// The address on the default bridge (empty with host networking).
+    #[serde(rename = "IPAddress", default)]
+    pub ip_address: String,
+    /// The address on each network the container joined.
+    #[serde(rename = "Networks", default)]
+    pub networks: Option<BTreeMap<String, EndpointSettings>>,
+}
+
+/// One network of an inspected container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct EndpointSettings {
+    /// The container's address on that network (may be empty).
+    #[serde(rename = "IPAddress", default)]
+    pub ip_address: String,
+}
+
+impl NetworkSettings {
+    /// The container's address: the default bridge's, else the first non-empty one
+    /// of its networks.
+    pub fn address(&self) -> Option<&str> {
+        if !self.ip_address.is_empty() {
+            return Some(&self.ip_address);
+        }
+        self.networks
+            .iter()
+            .flatten()
+            .map(|(_, endpoint)| endpoint.ip_address.as_str())
+            .find(|address| !address.is_empty())
+    }
 }
 
 /// `State` of an inspected container.
@@ -203,10 +294,20 @@ mod tests {
             entrypoint: None,
             env: vec!["A=1".into()],
             labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
+            exposed_ports: BTreeMap::from([("6379/tcp".to_string(), EmptyObject {})]),
             host_config: HostConfig {
-                network_mode: Some("host".into()),
+                network_mode: Some("bridge".into()),
                 nano_cpus: Some(500_000_000),
                 memory: Some(64 * 1024 * 1024),
+                port_bindings: BTreeMap::from([(
+                    "6379/tcp".to_string(),
+                    vec![PortBinding {
+                        host_ip: String::new(),
+                        host_port: "31000".into(),
+                    }],
+                )]),
+                mounts: vec![BindMount::new("/sandbox/data".into(), "/data".into(), true)],
+                privileged: true,
             },
         };
         let json = serde_json::to_value(&body).unwrap();
@@ -217,7 +318,15 @@ mod tests {
                 "Cmd": ["sleep", "30"],
                 "Env": ["A=1"],
                 "Labels": {"k": "v"},
-                "HostConfig": {"NetworkMode": "host", "NanoCpus": 500000000, "Memory": 67108864}
+                "ExposedPorts": {"6379/tcp": {}},
+                "HostConfig": {
+                    "NetworkMode": "bridge",
+                    "NanoCpus": 500000000,
+                    "Memory": 67108864,
+                    "PortBindings": {"6379/tcp": [{"HostPort": "31000"}]},
+                    "Mounts": [{"Type": "bind", "Source": "/sandbox/data", "Target": "/data", "ReadOnly": true}],
+                    "Privileged": true
+                }
             })
         );
         let minimal = serde_json::to_value(CreateContainer {
@@ -244,6 +353,15 @@ mod tests {
         .unwrap();
         assert_eq!(inspect.state.exit_code, 137);
         assert!(inspect.state.oom_killed);
+        assert_eq!(inspect.network_settings, None);
+        let bridged: ContainerInspect = serde_json::from_str(
+            r#"{"Id":"a","State":{},"NetworkSettings":{"IPAddress":"","Networks":{"n":{"IPAddress":""},"m":{"IPAddress":"172.18.0.2"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            bridged.network_settings.unwrap().address(),
+            Some("172.18.0.2")
+        );
         assert!(serde_json::from_str::<WaitResponse>(r#"{"Error":null}"#).is_err());
     }
 }

@@ -3,11 +3,16 @@
 //! [`HealthTracker`] is the plain decision logic, fed with check results and the
 //! time since the task started: when the task's health changes (the first result
 //! included) and when it has failed often enough to be killed. [`probe`] runs one
-//! check (COMMAND by exec in the container, TCP and HTTP against `127.0.0.1`, which
-//! reaches the task on host networking), and [`watch_health`] runs the checks on
-//! their schedule inside the task's worker, each probe in an `Executor::Health` span
-//! that is a child of the task's launch span.
+//! check (COMMAND by exec in the container, TCP and HTTP against the [`ProbeTarget`]:
+//! `127.0.0.1` with host networking, the container's own address with bridge
+//! networking, where a published host port is translated to its container port),
+//! and [`watch_health`] runs the checks on their schedule inside the task's worker,
+//! counting the failures, each probe in an `Executor::Health` span that is a child
+//! of the task's launch span.
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mesos_stateful_proto::v1::health_check::{HttpCheckInfo, Type};
@@ -163,11 +168,41 @@ pub fn parse_status_line(line: &str) -> Option<u16> {
     parts.next()?.parse().ok()
 }
 
+/// Where TCP and HTTP checks connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTarget {
+    /// The address the task listens on, seen from the agent.
+    pub address: IpAddr,
+    /// Published host ports and their container ports (bridge networking): a check
+    /// naming a host port connects to its container port at `address`.
+    pub ports: BTreeMap<u16, u16>,
+}
+
+impl ProbeTarget {
+    /// The task on the agent's own network (host networking).
+    pub fn local() -> ProbeTarget {
+        ProbeTarget {
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ports: BTreeMap::new(),
+        }
+    }
+
+    /// The port to connect to for a check naming `port`.
+    pub fn port(&self, port: u16) -> u16 {
+        self.ports.get(&port).copied().unwrap_or(port)
+    }
+}
+
 /// Runs `check` once against the task's container `id`; `Err` explains a failure.
 /// Each check is bounded by the policy's timeout.
-pub async fn probe(docker: &DockerClient, id: &str, check: &HealthCheck) -> Result<(), String> {
+pub async fn probe(
+    docker: &DockerClient,
+    id: &str,
+    check: &HealthCheck,
+    target: &ProbeTarget,
+) -> Result<(), String> {
     let timeout = HealthPolicy::of(check).timeout;
-    match tokio::time::timeout(timeout, probe_once(docker, id, check)).await {
+    match tokio::time::timeout(timeout, probe_once(docker, id, check, target)).await {
         Ok(result) => result,
         Err(_) => Err(format!(
             "health check timed out after {:.1}s",
@@ -176,7 +211,12 @@ pub async fn probe(docker: &DockerClient, id: &str, check: &HealthCheck) -> Resu
     }
 }
 
-async fn probe_once(docker: &DockerClient, id: &str, check: &HealthCheck) -> Result<(), String> {
+async fn probe_once(
+    docker: &DockerClient,
+    id: &str,
+    check: &HealthCheck,
+    target: &ProbeTarget,
+) -> Result<(), String> {
     let kind = check
         .r#type
         .and_then(|kind| Type::try_from(kind).ok())
@@ -203,17 +243,18 @@ async fn probe_once(docker: &DockerClient, id: &str, check: &HealthCheck) -> Res
                 .as_ref()
                 .ok_or("tcp health check without a port")?
                 .port;
-            TcpStream::connect(("127.0.0.1", port_number(port)?))
+            let address = (target.address, target.port(port_number(port)?));
+            TcpStream::connect(address)
                 .await
                 .map(drop)
-                .map_err(|err| format!("cannot connect to port {port}: {err}"))
+                .map_err(|err| format!("cannot connect to {}:{}: {err}", address.0, address.1))
         }
         Type::Http => {
             let http = check
                 .http
                 .as_ref()
                 .ok_or("http health check without a port")?;
-            http_check(http).await
+            http_check(http, target).await
         }
         Type::Unknown => Err("health check of unknown type".to_owned()),
     }
@@ -226,24 +267,25 @@ fn port_number(port: u32) -> Result<u16, String> {
         .ok_or_else(|| format!("invalid port {port}"))
 }
 
-async fn http_check(http: &HttpCheckInfo) -> Result<(), String> {
+async fn http_check(http: &HttpCheckInfo, target: &ProbeTarget) -> Result<(), String> {
     if let Some(scheme) = http.scheme.as_deref().filter(|s| *s != "http") {
         return Err(format!(
             "http health check scheme {scheme} is not supported"
         ));
     }
-    let port = port_number(http.port)?;
+    let port = target.port(port_number(http.port)?);
+    let address = target.address;
     let path = http.path.as_deref().unwrap_or("/");
     let path = if path.starts_with('/') {
         path.to_owned()
     } else {
         format!("/{path}")
     };
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
+    let mut stream = TcpStream::connect((address, port))
         .await
-        .map_err(|err| format!("cannot connect to port {port}: {err}"))?;
+        .map_err(|err| format!("cannot connect to {address}:{port}: {err}"))?;
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: mesos-stateful-executor\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}:{port}\r\nUser-Agent: mesos-stateful-executor\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())
@@ -285,18 +327,37 @@ pub enum HealthEvent {
     },
 }
 
-/// Runs `check` on its schedule against container `id`, handing every health
-/// change to `changed`, and returns the number of consecutive failures once the task
-/// must be killed. Never returns for a check that cannot kill. Every probe runs in an
+/// The container a health check probes.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthSubject<'a> {
+    /// The client running COMMAND checks.
+    pub docker: &'a DockerClient,
+    /// The container's id.
+    pub id: &'a str,
+    /// The task's id.
+    pub task_id: &'a str,
+    /// Where TCP and HTTP checks connect.
+    pub target: &'a ProbeTarget,
+}
+
+/// Runs `check` on its schedule against the container of `subject` (TCP and HTTP
+/// checks at its target), adding one to `failures` per failed check, handing every health change
+/// to `changed`, and returns the number of consecutive failures once the task must
+/// be killed. Never returns for a check that cannot kill. Every probe runs in an
 /// `Executor::Health` span, child of `parent`.
 pub async fn watch_health(
-    docker: &DockerClient,
-    id: &str,
-    task_id: &str,
+    subject: HealthSubject<'_>,
     check: &HealthCheck,
+    failures: &AtomicU64,
     parent: &SpanParent,
     changed: impl Fn(HealthEvent),
 ) -> u32 {
+    let HealthSubject {
+        docker,
+        id,
+        task_id,
+        target,
+    } = subject;
     let policy = HealthPolicy::of(check);
     let started = tokio::time::Instant::now();
     let mut tracker = HealthTracker::new(policy);
@@ -310,7 +371,12 @@ pub async fn watch_health(
             healthy = Empty,
         );
         parent.adopt(&span);
-        let result = probe(docker, id, check).instrument(span.clone()).await;
+        let result = probe(docker, id, check, target)
+            .instrument(span.clone())
+            .await;
+        if result.is_err() {
+            failures.fetch_add(1, Ordering::Relaxed);
+        }
         span.record("healthy", result.is_ok());
         drop(span);
         debug!(task = %task_id, ?result, "health check");
@@ -518,9 +584,18 @@ mod tests {
             path: Some("health".into()),
             ..Default::default()
         };
-        assert_eq!(http_check(&info).await, Ok(()));
+        assert_eq!(http_check(&info, &ProbeTarget::local()).await, Ok(()));
+        // A published host port is translated to the container's port.
+        let bridged = ProbeTarget {
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ports: BTreeMap::from([(9, port)]),
+        };
+        let published = HttpCheckInfo {
+            port: 9,
+            ..info.clone()
+        };
         assert_eq!(
-            http_check(&info).await,
+            http_check(&published, &bridged).await,
             Err(format!("GET /health on port {port} answered 503"))
         );
     }

@@ -1,11 +1,13 @@
-//! Periodic stats of a running task for the scheduler: a one-shot engine sample, the
-//! facts printed by the task's facts command, sent as `ExecutorMessage{stats}`.
+//! Periodic stats of a running task for the scheduler: the latest engine sample of
+//! the task's [`StatsSampler`], the facts printed by the task's facts command and the
+//! count of failed health checks, sent as `ExecutorMessage{stats}`.
 //!
 //! The parsing of facts and the making of a `TaskStats` are plain functions; the
 //! loop [`report_stats`] runs inside the task's worker for as long as the container
 //! runs, each sample in an `Executor::Stats` span that is a child of the task's
 //! launch span. Every failure is logged and the next interval tries again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -14,7 +16,8 @@ use mesos_stateful_proto::v1::Label;
 use mesos_stateful_proto::Message;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::docker::{cpu_percent, DockerClient, StatsSample};
+use super::sampler::{Sampled, StatsSampler};
+use crate::docker::DockerClient;
 use crate::telemetry::SpanParent;
 
 /// The stats interval when the spec names none.
@@ -51,18 +54,20 @@ pub fn parse_facts(output: &str) -> Vec<Label> {
         .collect()
 }
 
-/// The `TaskStats` for `sample`, with the cpu use since `previous` when there is one.
+/// The `TaskStats` for `sampled`, with the task's failed health checks when it has
+/// a health check.
 pub fn task_stats(
     task_id: &str,
-    sample: &StatsSample,
-    previous: Option<&StatsSample>,
+    sampled: &Sampled,
     facts: Vec<Label>,
+    health_failures: Option<u64>,
     timestamp: f64,
 ) -> TaskStats {
+    let sample = &sampled.sample;
     TaskStats {
         task_id: task_id.to_owned(),
         timestamp: Some(timestamp),
-        cpu_percent: previous.and_then(|previous| cpu_percent(previous, sample)),
+        cpu_percent: sampled.cpu_percent,
         memory_bytes: sample.memory_usage,
         memory_limit_bytes: sample.memory_limit,
         network_rx_bytes: Some(sample.network_rx_bytes),
@@ -70,6 +75,7 @@ pub fn task_stats(
         block_read_bytes: Some(sample.block_read_bytes),
         block_write_bytes: Some(sample.block_write_bytes),
         facts,
+        health_failures,
     }
 }
 
@@ -83,28 +89,47 @@ pub fn stats_message(stats: TaskStats) -> Bytes {
     )
 }
 
-/// Samples container `id` of task `task_id` every `interval`, runs `facts_command`
-/// (when not empty, bounded by the interval) and hands each encoded stats message to
+/// What [`report_stats`] samples and where it sends the result.
+#[derive(Debug)]
+pub struct StatsSource<'a> {
+    /// The client running the facts command.
+    pub docker: &'a DockerClient,
+    /// The container's stats.
+    pub sampler: &'a StatsSampler,
+    /// The container's id.
+    pub id: &'a str,
+    /// The task's id.
+    pub task_id: &'a str,
+    /// The task's failed health checks, when it has a health check.
+    pub health_failures: Option<&'a AtomicU64>,
+}
+
+/// Samples the container of `source` every `interval`, runs `facts_command` (when
+/// not empty, bounded by the interval) and hands each encoded stats message to
 /// `send`. Never returns; the worker drops it when the container stops. Every sample
 /// (engine stats and facts) runs in an `Executor::Stats` span, child of `parent`.
 pub async fn report_stats(
-    docker: &DockerClient,
-    id: &str,
-    task_id: &str,
+    source: StatsSource<'_>,
     interval: Duration,
     facts_command: &[String],
     parent: &SpanParent,
     send: impl Fn(Bytes),
 ) {
+    let StatsSource {
+        docker,
+        sampler,
+        id,
+        task_id,
+        health_failures,
+    } = source;
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut previous: Option<StatsSample> = None;
     loop {
         ticks.tick().await;
         let span = info_span!(parent: None, "Executor::Stats", task_id, container_id = id);
         parent.adopt(&span);
         let sampled = async {
-            let sample = match docker.container_stats(id).await {
+            let sample = match sampler.sample().await {
                 Ok(sample) => sample,
                 Err(err) => {
                     warn!(task = %task_id, error = %err, "cannot sample the container's stats");
@@ -123,10 +148,10 @@ pub async fn report_stats(
         let Some((sample, facts)) = sampled else {
             continue;
         };
-        let stats = task_stats(task_id, &sample, previous.as_ref(), facts, unix_seconds());
+        let failures = health_failures.map(|count| count.load(Ordering::Relaxed));
+        let stats = task_stats(task_id, &sample, facts, failures, unix_seconds());
         debug!(task = %task_id, cpu_percent = ?stats.cpu_percent, "stats sample");
         send(stats_message(stats));
-        previous = Some(sample);
     }
 }
 
@@ -165,6 +190,7 @@ fn unix_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::StatsSample;
 
     fn label(key: &str, value: &str) -> Label {
         Label {
@@ -209,10 +235,10 @@ mod tests {
     }
 
     #[test]
-    fn stats_carry_the_sample_and_cpu_since_the_previous_one() {
-        let sample = |cpu, system| StatsSample {
-            cpu_total_usage: cpu,
-            system_cpu_usage: Some(system),
+    fn stats_carry_the_sample_its_cpu_use_and_health_failures() {
+        let sample = StatsSample {
+            cpu_total_usage: 50,
+            system_cpu_usage: Some(100),
             online_cpus: 2,
             memory_usage: Some(100),
             memory_limit: Some(1000),
@@ -222,9 +248,12 @@ mod tests {
             block_write_bytes: 4,
             ..Default::default()
         };
-        let first = task_stats("t", &sample(0, 0), None, vec![], 1.5);
+        let first = Sampled {
+            sample: sample.clone(),
+            cpu_percent: None,
+        };
         assert_eq!(
-            first,
+            task_stats("t", &first, vec![], None, 1.5),
             TaskStats {
                 task_id: "t".into(),
                 timestamp: Some(1.5),
@@ -236,21 +265,21 @@ mod tests {
                 block_read_bytes: Some(3),
                 block_write_bytes: Some(4),
                 facts: vec![],
+                health_failures: None,
             }
         );
-        let second = task_stats(
-            "t",
-            &sample(50, 100),
-            Some(&sample(0, 0)),
-            vec![label("role", "master")],
-            2.5,
-        );
-        assert_eq!(second.cpu_percent, Some(100.0));
-        assert_eq!(second.facts, [label("role", "master")]);
-        let decoded = ExecutorMessage::decode(stats_message(second.clone())).unwrap();
+        let second = Sampled {
+            sample,
+            cpu_percent: Some(100.0),
+        };
+        let stats = task_stats("t", &second, vec![label("role", "master")], Some(3), 2.5);
+        assert_eq!(stats.cpu_percent, Some(100.0));
+        assert_eq!(stats.facts, [label("role", "master")]);
+        assert_eq!(stats.health_failures, Some(3));
+        let decoded = ExecutorMessage::decode(stats_message(stats.clone())).unwrap();
         assert_eq!(
             decoded.payload,
-            Some(executor_message::Payload::Stats(second))
+            Some(executor_message::Payload::Stats(stats))
         );
     }
 }

@@ -3,11 +3,15 @@
 //!
 //! A worker is a tokio task spawned by the event loop per launched task. It reports
 //! through a callback and ends right after reporting a terminal state; a kill request
-//! arrives as a grace period on a `watch` channel whose sender the loop keeps. While
-//! the container runs, the worker also samples its stats for the scheduler and runs
-//! the task's health check, killing the task when the check fails too often.
+//! arrives as a grace period on a `watch` channel whose sender the loop keeps. Once
+//! the container runs, the worker sends the scheduler a launch report; while it runs,
+//! the worker keeps its streamed stats and reports them, runs the task's health check
+//! (killing the task when the check fails too often), and watches for the
+//! container's end through both `wait` and the engine's `die` events.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +22,13 @@ use tokio::sync::{watch, OnceCell};
 use tracing::field::Empty;
 use tracing::{info_span, warn, Instrument};
 
-use super::health::{watch_health, HealthEvent};
+use super::events::watch_end_events;
+use super::health::{watch_health, HealthEvent, HealthSubject, ProbeTarget};
 use super::kill::{remove, stop_and_remove, watch_exit};
-use super::launch::{launch, Launched};
-use super::stats::report_stats;
-use super::{exit_outcome, ContainerPlan, Outcome, PlanError};
+use super::launch::{launch, launch_report_message, Launched};
+use super::sampler::StatsSampler;
+use super::stats::{report_stats, StatsSource};
+use super::{exit_outcome, ContainerPlan, ExitObservation, Outcome, PlanError};
 use crate::docker::{DockerClient, DockerError, DockerHost};
 use crate::telemetry::{set_remote_parent, SpanParent};
 
@@ -75,7 +81,7 @@ pub enum WorkerReport {
         /// Why the check failed, when unhealthy.
         detail: Option<String>,
     },
-    /// An encoded `ExecutorMessage` to send to the scheduler (stats).
+    /// An encoded `ExecutorMessage` to send to the scheduler (stats, launch report).
     Message(Bytes),
 }
 
@@ -140,12 +146,12 @@ pub async fn run_task(
             reason: Some(Reason::ContainerLaunchFailed),
             message: format!("docker engine unavailable: {err}"),
         })?;
-        let launched = launch(&docker, &plan).await?;
+        let launched = launch(&docker, &plan, sandbox).await?;
         Ok::<_, Outcome>((docker, launched))
     }
     .instrument(launch_span.clone())
     .await;
-    let (docker, Launched { id, adopted }) = match started {
+    let (docker, launched) = match started {
         Ok(started) => started,
         Err(outcome) => {
             launch_span.record("otel.status_code", "ERROR");
@@ -155,6 +161,7 @@ pub async fn run_task(
             return;
         }
     };
+    let Launched { id, adopted, .. } = launched.clone();
     launch_span.record("container_id", id.as_str());
     launch_span.record("adopted", adopted);
     let parent = SpanParent::of(&launch_span);
@@ -169,6 +176,10 @@ pub async fn run_task(
         report_state(outcome);
         return;
     }
+    report(WorkerReport::Message(launch_report_message(
+        &plan.task_id,
+        &launched,
+    )));
     report(WorkerReport::Container(id.clone()));
     report_state(Outcome {
         state: TaskState::TaskRunning,
@@ -180,8 +191,10 @@ pub async fn run_task(
         },
     });
 
+    let sampler = StatsSampler::start(docker.clone(), &id);
+    let health_failures = AtomicU64::new(0);
     tokio::select! {
-        exit = watch_exit(&docker, &id) => match exit {
+        exit = container_end(&docker, &id, &plan.task_id) => match exit {
             Ok(exit) => {
                 let outcome = exit_outcome(&exit, false);
                 if let Err(problem) = remove(&docker, &id, sandbox).await {
@@ -203,7 +216,7 @@ pub async fn run_task(
             }
             report_state(outcome);
         }
-        failures = check_health(&docker, &id, &plan, &parent, &report) => {
+        failures = check_health(&docker, &id, &plan, &health_failures, &parent, &report) => {
             warn!(container = %plan.name, failures, "task unhealthy; killing it");
             let stopped = stop_and_remove(&docker, &id, health_kill_grace, sandbox).await;
             let mut message = format!("task unhealthy: {failures} consecutive health check failures");
@@ -217,14 +230,59 @@ pub async fn run_task(
             });
         }
         () = report_stats(
-            &docker,
-            &id,
-            &plan.task_id,
+            StatsSource {
+                docker: &docker,
+                sampler: &sampler,
+                id: &id,
+                task_id: &plan.task_id,
+                health_failures: plan.health_check.is_some().then_some(&health_failures),
+            },
             plan.stats_interval,
             &plan.facts_command,
             &parent,
             |data| report(WorkerReport::Message(data)),
         ) => {}
+    }
+}
+
+/// Resolves with how container `id` ended, as soon as either its `wait` or its
+/// `die` event reports it.
+async fn container_end(
+    docker: &DockerClient,
+    id: &str,
+    task_id: &str,
+) -> Result<ExitObservation, DockerError> {
+    tokio::select! {
+        exit = watch_exit(docker, id) => exit,
+        exit = watch_end_events(docker, id, task_id) => Ok(exit),
+    }
+}
+
+/// Where the task's TCP and HTTP health checks connect: the agent's loopback with
+/// host networking; the container's address (from inspect) with bridge networking,
+/// or, if the engine shows no address, the loopback, where the published host ports
+/// answer.
+async fn probe_target(docker: &DockerClient, id: &str, plan: &ContainerPlan) -> ProbeTarget {
+    if !plan.bridge_network {
+        return ProbeTarget::local();
+    }
+    let address = match docker.inspect_container(id).await {
+        Ok(inspect) => inspect
+            .network_settings
+            .as_ref()
+            .and_then(|settings| settings.address())
+            .and_then(|address| address.parse::<IpAddr>().ok()),
+        Err(err) => {
+            warn!(container = %plan.name, error = %err, "cannot inspect the container's address");
+            None
+        }
+    };
+    match address {
+        Some(address) => ProbeTarget {
+            address,
+            ports: plan.published_ports.clone(),
+        },
+        None => ProbeTarget::local(),
     }
 }
 
@@ -234,24 +292,25 @@ async fn check_health(
     docker: &DockerClient,
     id: &str,
     plan: &ContainerPlan,
+    failures: &AtomicU64,
     parent: &SpanParent,
     report: &impl Fn(WorkerReport),
 ) -> u32 {
     let Some(check) = &plan.health_check else {
         return std::future::pending().await;
     };
-    watch_health(
+    let target = probe_target(docker, id, plan).await;
+    let subject = HealthSubject {
         docker,
         id,
-        &plan.task_id,
-        check,
-        parent,
-        |event| match event {
-            HealthEvent::Changed { healthy, detail } => {
-                report(WorkerReport::Health { healthy, detail })
-            }
-        },
-    )
+        task_id: &plan.task_id,
+        target: &target,
+    };
+    watch_health(subject, check, failures, parent, |event| match event {
+        HealthEvent::Changed { healthy, detail } => {
+            report(WorkerReport::Health { healthy, detail })
+        }
+    })
     .await
 }
 

@@ -21,6 +21,7 @@ fn container(cmd: &[&str], run: &str) -> CreateContainer {
             network_mode: Some("host".into()),
             nano_cpus: Some(500_000_000),
             memory: Some(64 * 1024 * 1024),
+            ..Default::default()
         },
         ..Default::default()
     }

@@ -26,23 +26,33 @@ use crate::support::{
 };
 
 /// An executor running against a fake agent.
-struct Run {
-    agent: FakeAgent,
-    executor_id: String,
+pub(crate) struct Run {
+    pub(crate) agent: FakeAgent,
+    pub(crate) executor_id: String,
     handle: JoinHandle<Result<ExitReason, Error>>,
 }
 
 impl Run {
-    async fn start(checkpoint: bool) -> Run {
+    pub(crate) async fn start(checkpoint: bool) -> Run {
         Run::start_in(checkpoint, None).await
     }
 
     /// Starts an executor whose sandbox is `sandbox`.
-    async fn start_in(checkpoint: bool, sandbox: Option<std::path::PathBuf>) -> Run {
+    pub(crate) async fn start_in(checkpoint: bool, sandbox: Option<std::path::PathBuf>) -> Run {
+        Run::start_with(checkpoint, sandbox, |_| {}).await
+    }
+
+    /// Starts an executor whose sandbox is `sandbox`, its configuration changed by
+    /// `configure`.
+    pub(crate) async fn start_with(
+        checkpoint: bool,
+        sandbox: Option<std::path::PathBuf>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Run {
         ensure_test_image(&docker().await).await;
         let agent = FakeAgent::start().await;
         let executor_id = unique("ex");
-        let config = Config {
+        let mut config = Config {
             framework_id: FrameworkId("fw-it".into()),
             executor_id: ExecutorId(executor_id.clone()),
             agent_endpoint: agent.endpoint.clone(),
@@ -53,7 +63,9 @@ impl Run {
             subscription_backoff_max: Duration::from_millis(200),
             authentication_token: None,
             docker_host: DockerHost::default(),
+            allow_privileged: false,
         };
+        configure(&mut config);
         let handle = tokio::spawn(run(config, std::future::pending()));
         agent
             .wait_until(Duration::from_secs(10), |agent| {
@@ -68,7 +80,7 @@ impl Run {
     }
 
     /// Waits for the executor to exit, checks it left no container, and cleans up.
-    async fn finish(self) -> Result<ExitReason, Error> {
+    pub(crate) async fn finish(self) -> Result<ExitReason, Error> {
         let result = tokio::time::timeout(Duration::from_secs(30), self.handle)
             .await
             .expect("executor did not exit")
@@ -84,7 +96,7 @@ impl Run {
     }
 }
 
-fn spec(image: &str, args: &[&str]) -> ContainerSpec {
+pub(crate) fn spec(image: &str, args: &[&str]) -> ContainerSpec {
     ContainerSpec {
         image: image.into(),
         args: args.iter().map(|s| s.to_string()).collect(),
@@ -96,7 +108,7 @@ fn spec(image: &str, args: &[&str]) -> ContainerSpec {
     }
 }
 
-fn launch(task_id: &str, spec: Option<&ContainerSpec>) -> Event {
+pub(crate) fn launch(task_id: &str, spec: Option<&ContainerSpec>) -> Event {
     Event {
         r#type: Some(event::Type::Launch as i32),
         launch: Some(event::Launch {
@@ -113,7 +125,7 @@ fn launch(task_id: &str, spec: Option<&ContainerSpec>) -> Event {
     }
 }
 
-fn kill(task_id: &str, grace: Duration) -> Event {
+pub(crate) fn kill(task_id: &str, grace: Duration) -> Event {
     Event {
         r#type: Some(event::Type::Kill as i32),
         kill: Some(event::Kill {
@@ -130,7 +142,7 @@ fn kill(task_id: &str, grace: Duration) -> Event {
     }
 }
 
-fn shutdown() -> Event {
+pub(crate) fn shutdown() -> Event {
     Event {
         r#type: Some(event::Type::Shutdown as i32),
         ..Default::default()
@@ -597,7 +609,7 @@ fn run_command(command_id: &str, task: &str, argv: &[&str]) -> Event {
     framework_message(Bytes::from(message.encode_to_vec()))
 }
 
-fn stats_of(agent: &FakeAgent) -> Vec<TaskStats> {
+pub(crate) fn stats_of(agent: &FakeAgent) -> Vec<TaskStats> {
     agent
         .messages()
         .into_iter()
@@ -660,8 +672,18 @@ async fn running_task_sends_stats_with_facts() {
         assert!(sample.memory_bytes.is_some());
     }
     assert_eq!(stats[0].cpu_percent, None);
-    let cpu = stats[1].cpu_percent.expect("cpu on the second sample");
+    // The engine streams a sample per second: once a second one arrived, the stats
+    // carry the cpu use between the two.
+    run.agent
+        .wait_until(Duration::from_secs(10), |agent| {
+            stats_of(agent).iter().any(|s| s.cpu_percent.is_some())
+        })
+        .await;
+    let stats = stats_of(&run.agent);
+    let cpu = stats.iter().find_map(|s| s.cpu_percent).unwrap();
     assert!((0.0..=100.0 * 64.0).contains(&cpu), "{cpu}");
+    // No health check, no failure count.
+    assert!(stats.iter().all(|s| s.health_failures.is_none()));
 
     run.agent.send(kill(&task, Duration::ZERO));
     assert_eq!(run.finish().await.unwrap(), ExitReason::TasksFinished);

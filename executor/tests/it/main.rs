@@ -14,5 +14,6 @@
 
 mod docker;
 mod executor;
+mod features;
 mod spans;
 mod support;

@@ -367,6 +367,12 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry and waits until it accepts connections.
     pub async fn start() -> Registry {
+        Registry::start_with_users(None).await
+    }
+
+    /// Starts a registry that lets in only the `user:bcrypt-hash` line of `htpasswd`
+    /// (when given), and waits until it accepts connections.
+    pub async fn start_with_users(htpasswd: Option<&str>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -375,14 +381,19 @@ impl Registry {
             .port();
         let address = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(htpasswd) = htpasswd {
+            let users = dir.path().join("htpasswd");
+            std::fs::write(&users, format!("{htpasswd}\n")).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: it\n    path: {}\n",
+                users.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let child = std::process::Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
@@ -415,6 +426,36 @@ impl Registry {
         let reference = format!("{}/{repository}:{}", self.address, unique("t"));
         docker_cli(&["tag", source, &reference]).await;
         docker_cli(&["push", &reference]).await;
+        docker.remove_image(&reference, false).await.unwrap();
+        assert!(!docker.image_exists(&reference).await.unwrap());
+        reference
+    }
+
+    /// Like [`Registry::push`], logging in as `user` first with a docker CLI
+    /// configuration of its own (the machine's stays untouched).
+    pub async fn push_as(
+        &self,
+        docker: &DockerClient,
+        source: &str,
+        repository: &str,
+        (user, password): (&str, &str),
+    ) -> String {
+        let config_dir = tempfile::tempdir().unwrap();
+        let config = config_dir.path().to_str().unwrap();
+        let reference = format!("{}/{repository}:{}", self.address, unique("t"));
+        docker_cli(&["tag", source, &reference]).await;
+        docker_cli(&[
+            "--config",
+            config,
+            "login",
+            "--username",
+            user,
+            "--password",
+            password,
+            &self.address,
+        ])
+        .await;
+        docker_cli(&["--config", config, "push", &reference]).await;
         docker.remove_image(&reference, false).await.unwrap();
         assert!(!docker.image_exists(&reference).await.unwrap());
         reference
