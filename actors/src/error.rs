@@ -19,6 +19,20 @@ pub enum ActorError {
     /// The store failed; the change was not made.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The launch queue is full: the create was refused before anything changed.
+    #[error(
+        "the launch queue is full ({queued} of {limit} jobs); retry in {retry_after_seconds} s"
+    )]
+    QueueFull {
+        /// Jobs queued.
+        queued: usize,
+        /// The queue's bound.
+        limit: usize,
+        /// Seconds the client should wait before retrying.
+        retry_after_seconds: u64,
+        /// Whether a Mesos subscription is open (the queue drains) or not.
+        subscribed: bool,
+    },
     /// An actor is gone (shutting down) or its mailbox is full.
     #[error("actor {actor} unavailable: {reason}")]
     Unavailable {
@@ -37,6 +51,12 @@ impl ActorError {
             Self::NotFound(_) => "not_found",
             Self::AlreadyExists(_) => "already_exists",
             Self::Store(_) => "store_error",
+            Self::QueueFull {
+                subscribed: true, ..
+            } => "rate_limited",
+            Self::QueueFull {
+                subscribed: false, ..
+            } => "not_ready",
             Self::Unavailable { .. } => "unavailable",
         }
     }

@@ -20,6 +20,9 @@
 //! - [`mesos`]: the [`MesosCalls`](mesos::MesosCalls) trait through which actors talk to
 //!   Mesos, implemented by the scheduler's client, and the router of Mesos events.
 //! - [`actor`]: the actors and their handles; [`System`](actor::System) wires them.
+//! - [`http`]: the REST API's routes, errors, security, event stream and OpenAPI document.
+//! - [`telemetry`]: the span of each handled message and the Prometheus instruments.
+//! - [`artifacts`]: the executor binary served to agents' fetchers, named by digest.
 //!
 //! # Must not
 //! Speak HTTP to Mesos (that is the scheduler crate's client, behind `MesosCalls`),
@@ -27,8 +30,10 @@
 //! an actor thread.
 
 pub mod actor;
+pub mod artifacts;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod mesos;
 pub mod telemetry;
 pub mod workload;

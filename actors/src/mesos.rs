@@ -18,6 +18,11 @@ pub trait MesosCalls: Send + Sync + Debug + 'static {
     fn framework_id(&self) -> Option<String>;
     /// The master the current subscription is open on, `None` while not subscribed.
     fn subscribed_master(&self) -> Option<String>;
+    /// The principal the framework registered with (`FrameworkInfo.principal`), if
+    /// any; reservations and persistent volumes are made with it.
+    fn principal(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Builds calls with their type and sub-message set consistently.

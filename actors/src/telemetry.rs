@@ -221,6 +221,43 @@ pub struct Metrics {
     pub subscriptions: Counter,
     /// REST requests by method, route and status.
     pub requests: Family<RequestLabels, Counter>,
+    /// 1 while subscribed to a Mesos master, else 0.
+    pub mesos_subscribed: Gauge,
+    /// Subscriptions lost (stream ended, master changed or failed) after being up.
+    pub mesos_disconnects: Counter,
+    /// Members promoted to master after their master was lost.
+    pub promotions: Counter,
+    /// Members relaunched or replaced after their task ended.
+    pub relaunches: Counter,
+    /// Image pulls done by executors, seconds (only launches that pulled).
+    pub executor_pull_seconds: Histogram,
+    /// Container creates done by executors, seconds.
+    pub executor_create_seconds: Histogram,
+    /// Container starts done by executors, seconds.
+    pub executor_start_seconds: Histogram,
+    /// Failed health checks reported by executors.
+    pub executor_health_failures: Counter,
+    /// Spans dropped because the export queue was full (shared with the exporter).
+    pub spans_dropped: Counter,
+    /// Latest cumulative health-check failure count reported per task, to count
+    /// only what is new in each report.
+    health_failures_seen: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+/// Tasks whose health failure counts are remembered at most; past it the memory is
+/// cleared (a task's next report then counts from zero again).
+const HEALTH_FAILURES_TRACKED: usize = 100_000;
+
+/// The process-wide count of spans dropped by the exporter's bounded queue. The
+/// exporter increments it; every [`Metrics`] registers it.
+pub fn spans_dropped() -> &'static Counter {
+    static DROPPED: std::sync::OnceLock<Counter> = std::sync::OnceLock::new();
+    DROPPED.get_or_init(Counter::default)
+}
+
+/// Buckets for container operations, from 1 ms to about 4 min.
+fn container_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 4.0, 10))
 }
 
 /// Buckets for durations from 50 µs to about 13 s.
@@ -253,6 +290,16 @@ impl Metrics {
             store_batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             subscriptions: Counter::default(),
             requests: Family::default(),
+            mesos_subscribed: Gauge::default(),
+            mesos_disconnects: Counter::default(),
+            promotions: Counter::default(),
+            relaunches: Counter::default(),
+            executor_pull_seconds: container_histogram(),
+            executor_create_seconds: container_histogram(),
+            executor_start_seconds: container_histogram(),
+            executor_health_failures: Counter::default(),
+            spans_dropped: spans_dropped().clone(),
+            health_failures_seen: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -313,6 +360,51 @@ impl Metrics {
             metrics.subscriptions.clone(),
         );
         registry.register("http_requests", "REST requests", metrics.requests.clone());
+        registry.register(
+            "mesos_subscribed",
+            "Whether the scheduler is subscribed to a Mesos master",
+            metrics.mesos_subscribed.clone(),
+        );
+        registry.register(
+            "mesos_disconnects",
+            "Subscriptions to Mesos lost after being up",
+            metrics.mesos_disconnects.clone(),
+        );
+        registry.register(
+            "promotions",
+            "Members promoted to master",
+            metrics.promotions.clone(),
+        );
+        registry.register(
+            "relaunches",
+            "Members relaunched or replaced",
+            metrics.relaunches.clone(),
+        );
+        registry.register(
+            "executor_pull_seconds",
+            "Image pulls by executors",
+            metrics.executor_pull_seconds.clone(),
+        );
+        registry.register(
+            "executor_create_seconds",
+            "Container creates by executors",
+            metrics.executor_create_seconds.clone(),
+        );
+        registry.register(
+            "executor_start_seconds",
+            "Container starts by executors",
+            metrics.executor_start_seconds.clone(),
+        );
+        registry.register(
+            "executor_health_failures",
+            "Failed health checks reported by executors",
+            metrics.executor_health_failures.clone(),
+        );
+        registry.register(
+            "spans_dropped",
+            "Spans dropped because the export queue was full",
+            metrics.spans_dropped.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -369,6 +461,41 @@ impl Metrics {
         if failed {
             self.errors.get_or_create(&labels).inc();
         }
+    }
+
+    /// Records an executor's launch timings (nothing for an adopted container).
+    pub fn launch_report(&self, report: &mesos_stateful_proto::stateful::LaunchReport) {
+        if report.adopted() {
+            return;
+        }
+        if report.pulled() {
+            self.executor_pull_seconds.observe(report.pull_seconds());
+        }
+        if let Some(seconds) = report.create_seconds.filter(|s| s.is_finite()) {
+            self.executor_create_seconds.observe(seconds);
+        }
+        if let Some(seconds) = report.start_seconds.filter(|s| s.is_finite()) {
+            self.executor_start_seconds.observe(seconds);
+        }
+    }
+
+    /// Counts the health-check failures of `task_id` that are new since its previous
+    /// report (`cumulative` is the executor's running total).
+    pub fn health_failures(&self, task_id: &str, cumulative: u64) {
+        let Ok(mut seen) = self.health_failures_seen.lock() else {
+            return;
+        };
+        if seen.len() >= HEALTH_FAILURES_TRACKED && !seen.contains_key(task_id) {
+            seen.clear();
+        }
+        let previous = seen.insert(task_id.to_string(), cumulative).unwrap_or(0);
+        // A smaller total means a new executor started counting again.
+        let new = if cumulative >= previous {
+            cumulative - previous
+        } else {
+            cumulative
+        };
+        self.executor_health_failures.inc_by(new);
     }
 
     /// Counts offers with an outcome.
@@ -450,5 +577,49 @@ mod tests {
         assert!(text.contains("mesos_stateful_task_launches_total 1"));
         assert!(text.contains("mesos_stateful_actor_handler_seconds_bucket"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn executor_reports_feed_their_instruments() {
+        use mesos_stateful_proto::stateful::LaunchReport;
+        let metrics = Metrics::new();
+        metrics.launch_report(&LaunchReport {
+            task_id: "a-0.1".into(),
+            pull_seconds: Some(2.0),
+            create_seconds: Some(0.05),
+            start_seconds: Some(0.2),
+            pulled: Some(true),
+            adopted: None,
+        });
+        // Present image: no pull observed. Adopted container: nothing observed.
+        metrics.launch_report(&LaunchReport {
+            task_id: "a-1.1".into(),
+            pull_seconds: Some(0.0),
+            create_seconds: Some(0.05),
+            start_seconds: Some(0.2),
+            pulled: Some(false),
+            adopted: None,
+        });
+        metrics.launch_report(&LaunchReport {
+            task_id: "a-2.1".into(),
+            adopted: Some(true),
+            ..Default::default()
+        });
+        let text = metrics.encode();
+        assert!(
+            text.contains("mesos_stateful_executor_pull_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.contains("mesos_stateful_executor_create_seconds_count 2"));
+        assert!(text.contains("mesos_stateful_executor_start_seconds_count 2"));
+
+        // Cumulative counts per task: only the increase is counted; a restart of the
+        // count (new executor) counts from zero.
+        metrics.health_failures("a-0.1", 2);
+        metrics.health_failures("a-0.1", 2);
+        metrics.health_failures("a-0.1", 5);
+        metrics.health_failures("a-1.1", 1);
+        metrics.health_failures("a-0.1", 1);
+        assert_eq!(metrics.executor_health_failures.get(), 7);
     }
 }

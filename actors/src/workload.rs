@@ -12,8 +12,14 @@
 //! | `start_replica` | a replica is about to be launched on an offer |
 //! | `master_running` | the master's task reached TASK_RUNNING |
 //! | `replica_running` | a replica's task reached TASK_RUNNING |
-//! | `master_lost` | the master's task ended while the instance was live |
-//! | `replica_lost` | a replica's task ended while the instance was live |
+//! | `master_lost` | the master's task ended, or its agent became unreachable, while the instance was live |
+//! | `replica_lost` | the same for a replica |
+//!
+//! `*_running` fire each time a member's task reaches TASK_RUNNING from another state
+//! (first start, relaunch, return of an unreachable agent); `*_lost` once per task
+//! that goes. After the `*_lost` actions are carried out the member is relaunched with
+//! backoff unless the instance was marked failed: a workload only says what else must
+//! happen (a promotion, re-pointing the replicas).
 
 use std::fmt::Debug;
 
@@ -38,12 +44,37 @@ impl Default for WorkloadConfig {
     }
 }
 
-/// What a workload asks the actors to do after a callback.
+/// What a workload asks the actors to do after a callback. Actions are carried out
+/// in order; changes to records are persisted before any command is sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Create and queue the instance's replicas (once; later calls do nothing).
+    /// Create and queue the members missing to reach the asked replica count (the
+    /// lowest free ordinals); does nothing when none is missing.
     StartReplicas,
-    /// Give up on the instance: status FAILED with `reason`.
+    /// Ask for one replica more (the spec's replica count grows by one) and queue it.
+    AddReplica,
+    /// Give the master role to the member at `ordinal`; the member that held it
+    /// becomes a replica (and is relaunched as one).
+    PromoteMember {
+        /// Member to promote.
+        ordinal: u32,
+    },
+    /// Run the workload's [`Workload::replica_of_command`] in every running replica
+    /// other than `to`, pointing it at the member at `to`.
+    RepointReplicas {
+        /// The member replicas must follow.
+        to: u32,
+    },
+    /// Run `argv` in the container of the member at `ordinal` through its executor,
+    /// re-sent until the executor answers. Skipped (with a warning) when the member
+    /// does not run.
+    RunCommand {
+        /// Member whose container runs it.
+        ordinal: u32,
+        /// Command and arguments.
+        argv: Vec<String>,
+    },
+    /// Give up on the instance: status FAILED with `reason`; nothing is relaunched.
     MarkFailed {
         /// Shown in the instance's status.
         reason: String,
@@ -90,25 +121,37 @@ pub trait Workload: Send + Sync + Debug + 'static {
         Vec::new()
     }
 
-    /// The master's task ended while the instance was live.
-    fn master_lost(&self, _instance: &InstanceView, member: &MemberView) -> Vec<Action> {
-        vec![Action::MarkFailed {
-            reason: format!(
-                "master {} ended: {}",
-                member.name,
-                member.message.as_deref().unwrap_or("no message")
-            ),
-        }]
+    /// The master's task ended, or its agent became unreachable, while the instance
+    /// was live. `member` shows the lost task. The default relaunches it in place.
+    fn master_lost(&self, _instance: &InstanceView, _member: &MemberView) -> Vec<Action> {
+        Vec::new()
     }
 
-    /// A replica's task ended while the instance was live.
-    fn replica_lost(&self, _instance: &InstanceView, member: &MemberView) -> Vec<Action> {
-        vec![Action::MarkFailed {
-            reason: format!(
-                "replica {} ended: {}",
-                member.name,
-                member.message.as_deref().unwrap_or("no message")
-            ),
-        }]
+    /// A replica's task ended, or its agent became unreachable, while the instance was
+    /// live. The default relaunches it in place.
+    fn replica_lost(&self, _instance: &InstanceView, _member: &MemberView) -> Vec<Action> {
+        Vec::new()
+    }
+
+    /// The command that makes a running `replica` follow `master`, run by
+    /// [`Action::RepointReplicas`]; `None` (the default) when replicas need no telling.
+    fn replica_of_command(
+        &self,
+        _instance: &InstanceView,
+        _replica: &MemberView,
+        _master: &MemberView,
+    ) -> Option<Vec<String>> {
+        None
+    }
+
+    /// The command that makes a running replica take writes. When it is `Some`, a
+    /// rolling update promotes a replica before restarting the master; `None` (the
+    /// default) restarts the master in place.
+    fn promote_command(
+        &self,
+        _instance: &InstanceView,
+        _member: &MemberView,
+    ) -> Option<Vec<String>> {
+        None
     }
 }

@@ -1,5 +1,6 @@
 //! The generic container workload: runs the image with the args of the request,
-//! replicas once the master runs, and gives up (FAILED) when a member is lost.
+//! replicas once the master runs; a lost member (master or replica) is relaunched in
+//! place with backoff, keeping its role, its agent and its volume.
 
 use mesos_stateful_actors::domain::launch::{substitute, ContainerPlan};
 use mesos_stateful_actors::domain::view::{InstanceView, MemberView};
@@ -22,6 +23,7 @@ impl Workload for GenericContainer {
             args: substitute(&instance.spec.master_args, port, None),
             env: instance.spec.env.clone(),
             facts_command: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -39,6 +41,7 @@ impl Workload for GenericContainer {
             args: substitute(&instance.spec.replica_args, port, master),
             env: instance.spec.env.clone(),
             facts_command: Vec::new(),
+            ..Default::default()
         }
     }
 }
@@ -71,6 +74,8 @@ mod tests {
                     "{master_port}".into(),
                 ],
                 env: Default::default(),
+                volume: None,
+                placement: Default::default(),
             },
             version: 1,
             members: vec![],
@@ -112,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn starts_replicas_when_the_master_runs_and_fails_on_loss() {
+    fn starts_replicas_when_the_master_runs_and_relaunches_lost_members() {
         let master = member(0, Some("h"), Some(1));
         assert_eq!(
             GenericContainer.master_running(&view(), &master),
@@ -121,13 +126,13 @@ mod tests {
         assert!(GenericContainer
             .replica_running(&view(), &member(1, None, None))
             .is_empty());
-        assert!(matches!(
-            GenericContainer.master_lost(&view(), &master)[..],
-            [Action::MarkFailed { .. }]
-        ));
-        assert!(matches!(
-            GenericContainer.replica_lost(&view(), &member(1, None, None))[..],
-            [Action::MarkFailed { .. }]
-        ));
+        // No action: the Maintainer relaunches the member itself.
+        assert!(GenericContainer.master_lost(&view(), &master).is_empty());
+        assert!(GenericContainer
+            .replica_lost(&view(), &member(1, None, None))
+            .is_empty());
+        assert!(GenericContainer
+            .replica_of_command(&view(), &member(1, None, None), &master)
+            .is_none());
     }
 }

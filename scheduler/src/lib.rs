@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`client`]: the Mesos v1 scheduler HTTP client ([`MesosClient`]).
 //! - [`generic`]: the generic container workload.
+//! - [`redis`]: the Redis master/replica workload with failover.
 //! - [`run`](mod@run): wiring of store, actors and client; the embedded devcluster for `dev`.
 //! - [`telemetry`]: logging set-up for the binary.
 //!
@@ -18,6 +19,7 @@
 pub mod error;
 pub mod generic;
 pub mod mesos;
+pub mod redis;
 pub mod run;
 pub mod telemetry;
 
@@ -25,6 +27,8 @@ pub use error::SchedulerError;
 pub use generic::GenericContainer;
 pub use mesos::{ClientOptions, Credentials, FrameworkSettings, MasterSpec, MesosClient};
 pub use mesos_stateful_actors::domain::launch::{ContainerPlan, ExecutorLaunch};
+pub use mesos_stateful_actors::domain::recovery::RecoveryConfig;
 pub use mesos_stateful_actors::domain::view::{InstanceView, MemberView};
 pub use mesos_stateful_actors::workload::{Action, Workload, WorkloadConfig};
+pub use redis::RedisWorkload;
 pub use run::{run, SchedulerConfig};

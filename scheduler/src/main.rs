@@ -5,13 +5,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod cli;
+
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
+use mesos_stateful_actors::actor::http_lib::{ApiSettings, TlsFiles};
+use mesos_stateful_actors::http::security::{RateLimit, Tokens};
 use mesos_stateful_scheduler::run::{start_devcluster, DevSettings};
 use mesos_stateful_scheduler::telemetry::{self, LogFormat};
 use mesos_stateful_scheduler::{
-    ExecutorLaunch, FrameworkSettings, GenericContainer, SchedulerConfig,
+    ExecutorLaunch, FrameworkSettings, GenericContainer, RedisWorkload, SchedulerConfig,
 };
 
 #[derive(Debug, Parser)]
@@ -36,6 +40,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Manage instances through the REST API.
+    Instance {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(subcommand)]
+        command: cli::InstanceCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run an embedded Mesos-compatible cluster and the scheduler on this machine.
     Dev {
         #[command(flatten)]
@@ -52,6 +68,13 @@ enum Command {
         /// Memory of each agent, MiB.
         #[arg(long, default_value_t = 4096.0)]
         agent_mem: f64,
+        /// Number of simulated agents: they run no process and report their tasks
+        /// TASK_RUNNING after `--simulated-delay-ms` (for load tests).
+        #[arg(long, default_value_t = 0)]
+        simulated_agents: usize,
+        /// Milliseconds between TASK_STARTING and TASK_RUNNING on simulated agents.
+        #[arg(long, default_value_t = 100)]
+        simulated_delay_ms: u64,
     },
     /// Run the scheduler against a Mesos master.
     Serve {
@@ -76,9 +99,34 @@ struct Common {
     /// Address of the REST API.
     #[arg(long, default_value = "127.0.0.1:8080", env = "MESOS_STATEFUL_LISTEN")]
     listen: SocketAddr,
-    /// Listen beyond loopback without authentication (the API has none yet).
+    /// Listen beyond loopback without bearer tokens (not recommended).
     #[arg(long)]
     insecure: bool,
+    /// File of the API's bearer tokens, one per line (`#` starts a comment); else
+    /// MESOS_STATEFUL_API_TOKENS (comma-separated). Without tokens, no authentication.
+    #[arg(long, env = "MESOS_STATEFUL_API_TOKENS_FILE")]
+    api_tokens_file: Option<PathBuf>,
+    /// PEM certificate chain: the API speaks HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The one browser origin allowed to call the API (CORS is off without it).
+    #[arg(long)]
+    cors_origin: Option<String>,
+    /// Requests per second allowed per client address (0 turns the limit off).
+    #[arg(long, default_value_t = 100.0)]
+    rate_limit: f64,
+    /// Requests a client may send in a burst above the rate.
+    #[arg(long, default_value_t = 200.0)]
+    rate_burst: f64,
+    /// Largest request body, bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// Image of instances created through the mr-redis routes (`/v1/CREATE/…`).
+    #[arg(long, default_value = "redis:7", env = "MESOS_STATEFUL_COMPAT_IMAGE")]
+    compat_image: String,
     /// Path of the executor binary on the agents (default: next to this program).
     #[arg(long, env = "MESOS_STATEFUL_EXECUTOR")]
     executor_path: Option<PathBuf>,
@@ -92,6 +140,43 @@ struct Common {
     /// Seconds between two stats samples of each member's container (at least 0.5).
     #[arg(long, default_value_t = 10.0, value_parser = parse_stats_interval)]
     stats_interval: f64,
+    /// What the instances run: any container, or Redis masters and replicas with
+    /// failover.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Generic)]
+    workload: WorkloadKind,
+    /// Seconds before the first relaunch of a lost member; doubles per failure.
+    #[arg(long, default_value_t = 1.0)]
+    relaunch_backoff: f64,
+    /// Longest wait between two relaunches of a member, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    relaunch_backoff_max: f64,
+    /// Seconds a member's agent may stay unreachable before the member is replaced
+    /// on another agent.
+    #[arg(long, default_value_t = 300.0)]
+    replace_after: f64,
+}
+
+/// The workloads the binary offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WorkloadKind {
+    /// The image runs with the args of the request.
+    Generic,
+    /// Redis master and replicas, with promotion of a replica when the master is lost.
+    Redis,
+}
+
+impl WorkloadKind {
+    fn workload(self) -> Arc<dyn mesos_stateful_scheduler::Workload> {
+        match self {
+            WorkloadKind::Generic => Arc::new(GenericContainer),
+            WorkloadKind::Redis => Arc::new(RedisWorkload),
+        }
+    }
+}
+
+fn seconds(flag: &str, value: f64) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .map_err(|e| anyhow::anyhow!("--{flag} {value}: {e}"))
 }
 
 fn parse_stats_interval(value: &str) -> Result<f64, String> {
@@ -106,12 +191,15 @@ fn parse_stats_interval(value: &str) -> Result<f64, String> {
 fn executor_launch(common: &Common, uri: Option<String>) -> anyhow::Result<ExecutorLaunch> {
     let command = match (&common.executor_path, &uri) {
         (Some(path), _) => path.clone(),
-        (None, Some(uri)) => PathBuf::from(
+        // The fetcher puts the file in the sandbox, the executor's working directory;
+        // without a slash the agent would search PATH for it instead.
+        (None, Some(uri)) => PathBuf::from(format!(
+            "./{}",
             uri.rsplit('/')
                 .next()
                 .filter(|name| !name.is_empty())
-                .unwrap_or("mesos-stateful-executor"),
-        ),
+                .unwrap_or("mesos-stateful-executor")
+        )),
         (None, None) => std::env::current_exe()
             .context("locating this program")?
             .with_file_name("mesos-stateful-executor"),
@@ -135,17 +223,62 @@ fn executor_launch(common: &Common, uri: Option<String>) -> anyhow::Result<Execu
     Ok(launch)
 }
 
+/// The API's settings from the command line and the environment.
+fn api_settings(common: &Common) -> anyhow::Result<ApiSettings> {
+    let tokens = match &common.api_tokens_file {
+        Some(path) => Tokens::parse(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading API tokens from {}", path.display()))?,
+        ),
+        None => Tokens::parse(&std::env::var("MESOS_STATEFUL_API_TOKENS").unwrap_or_default()),
+    };
+    if common.api_tokens_file.is_some() && !tokens.enabled() {
+        bail!("the API tokens file holds no token");
+    }
+    if !common.listen.ip().is_loopback() && !tokens.enabled() && !common.insecure {
+        bail!(
+            "refusing to serve the REST API on {} without authentication; give --api-tokens-file, listen on loopback or pass --insecure",
+            common.listen
+        );
+    }
+    let rate_limit = if common.rate_limit > 0.0 {
+        if !(common.rate_limit.is_finite()
+            && common.rate_burst.is_finite()
+            && common.rate_burst >= 1.0)
+        {
+            bail!("--rate-limit and --rate-burst must be finite, and the burst at least 1");
+        }
+        Some(RateLimit {
+            per_second: common.rate_limit,
+            burst: common.rate_burst,
+        })
+    } else {
+        None
+    };
+    let tls = match (&common.tls_cert, &common.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    Ok(ApiSettings {
+        tokens,
+        cors_origin: common.cors_origin.clone(),
+        rate_limit,
+        max_body_bytes: common.max_body_bytes,
+        compat_image: common.compat_image.clone(),
+        tls,
+        ..ApiSettings::default()
+    })
+}
+
 fn scheduler_config(
     common: &Common,
     master: String,
     uri: Option<String>,
 ) -> anyhow::Result<SchedulerConfig> {
-    if !common.listen.ip().is_loopback() && !common.insecure {
-        bail!(
-            "refusing to serve the REST API on {} without authentication; listen on loopback or pass --insecure",
-            common.listen
-        );
-    }
+    let api = api_settings(common)?;
     let mut framework = FrameworkSettings::default();
     if let Some(user) = &common.user {
         framework.user = user.clone();
@@ -158,6 +291,12 @@ fn scheduler_config(
         listen: common.listen,
         executor: executor_launch(common, uri)?,
         framework,
+        api,
+        recovery: mesos_stateful_scheduler::RecoveryConfig {
+            backoff_initial: seconds("relaunch-backoff", common.relaunch_backoff)?,
+            backoff_max: seconds("relaunch-backoff-max", common.relaunch_backoff_max)?,
+            replace_after: seconds("replace-after", common.replace_after)?,
+        },
     })
 }
 
@@ -188,12 +327,31 @@ fn main() -> anyhow::Result<()> {
     let telemetry = telemetry::init(cli.log_format);
     let system = actix::System::new();
     match cli.command {
+        Command::Instance { api, command } => {
+            let code = system.block_on(cli::run(api, command));
+            telemetry.shutdown();
+            let code = code?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(
+                shell,
+                &mut command,
+                "mesos-stateful",
+                &mut std::io::stdout(),
+            );
+        }
         Command::Dev {
             common,
             mesos_listen,
             agents,
             agent_cpus,
             agent_mem,
+            simulated_agents,
+            simulated_delay_ms,
         } => {
             std::fs::create_dir_all(&common.data_dir)
                 .with_context(|| format!("creating {}", common.data_dir.display()))?;
@@ -202,12 +360,14 @@ fn main() -> anyhow::Result<()> {
                 agents,
                 cpus: agent_cpus,
                 mem: agent_mem,
+                simulated_agents,
+                simulated_delay: std::time::Duration::from_millis(simulated_delay_ms),
             };
             let cluster = start_devcluster(&settings, common.data_dir.join("devcluster"))?;
             let config = scheduler_config(&common, cluster.master_url(), None)?;
             let result = system.block_on(mesos_stateful_scheduler::run(
                 config,
-                Arc::new(GenericContainer),
+                common.workload.workload(),
                 shutdown_signal(),
             ));
             cluster.shutdown();
@@ -222,7 +382,7 @@ fn main() -> anyhow::Result<()> {
             let config = scheduler_config(&common, master, executor_uri)?;
             let result = system.block_on(mesos_stateful_scheduler::run(
                 config,
-                Arc::new(GenericContainer),
+                common.workload.workload(),
                 shutdown_signal(),
             ));
             telemetry.shutdown();

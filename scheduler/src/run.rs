@@ -12,11 +12,12 @@ use mesos_stateful_actors::actor::{System, SystemConfig};
 use mesos_stateful_actors::domain::launch::ExecutorLaunch;
 use mesos_stateful_actors::telemetry::Metrics;
 use mesos_stateful_actors::workload::Workload;
-use mesos_stateful_devcluster::{AgentConfig, DevClusterConfig, DevClusterThread};
+use mesos_stateful_devcluster::{AgentConfig, DevClusterConfig, DevClusterThread, SimulatedAgents};
 use mesos_stateful_store::{RocksPersister, StateStore};
 
 use crate::error::SchedulerError;
 use crate::mesos::{FrameworkSettings, MesosClient};
+use crate::telemetry;
 
 /// Everything the scheduler needs to run.
 #[derive(Debug, Clone)]
@@ -31,6 +32,10 @@ pub struct SchedulerConfig {
     pub executor: ExecutorLaunch,
     /// What the framework registers as (name and role come from the workload).
     pub framework: FrameworkSettings,
+    /// The REST API's security, limits and TLS.
+    pub api: mesos_stateful_actors::actor::http_lib::ApiSettings,
+    /// Backoff of relaunches and the timeout before replacing a member elsewhere.
+    pub recovery: mesos_stateful_actors::domain::recovery::RecoveryConfig,
 }
 
 /// A running scheduler.
@@ -64,6 +69,17 @@ impl Scheduler {
             ..config.framework
         };
         let client = MesosClient::new(&config.master, settings, framework_id.clone())?;
+        let metrics = Arc::new(Metrics::new());
+        observe_subscription(&client, metrics.clone());
+        if let Some((url, interval)) = telemetry::otlp_metrics::settings_from_env() {
+            tracing::info!(%url, ?interval, "exporting metrics by OTLP");
+            actix::spawn(telemetry::otlp_metrics::export_periodically(
+                metrics.clone(),
+                url,
+                interval,
+                telemetry::service_name(),
+            ));
+        }
         let system = System::start(
             store,
             Arc::new(client.clone()),
@@ -71,7 +87,10 @@ impl Scheduler {
             SystemConfig {
                 listen: config.listen,
                 executor: config.executor,
-                metrics: Arc::new(Metrics::new()),
+                metrics,
+                api: config.api,
+                recovery: config.recovery,
+                queue: Default::default(),
             },
         )
         .await?;
@@ -131,6 +150,23 @@ impl Scheduler {
     }
 }
 
+/// Mirrors the client's subscription state into `metrics`: the subscribed gauge,
+/// and a disconnect each time an up subscription goes down.
+fn observe_subscription(client: &MesosClient, metrics: Arc<Metrics>) {
+    let mut subscribed = client.watch_subscribed();
+    actix::spawn(async move {
+        let mut up = false;
+        while subscribed.changed().await.is_ok() {
+            let now = *subscribed.borrow_and_update();
+            metrics.mesos_subscribed.set(i64::from(now));
+            if up && !now {
+                metrics.mesos_disconnects.inc();
+            }
+            up = now;
+        }
+    });
+}
+
 /// Runs the scheduler until `shutdown` completes or Mesos refuses us for good.
 pub async fn run(
     config: SchedulerConfig,
@@ -162,6 +198,11 @@ pub struct DevSettings {
     pub cpus: f64,
     /// Memory of each agent, MiB.
     pub mem: f64,
+    /// Number of simulated agents (no processes; tasks report TASK_RUNNING after
+    /// `simulated_delay`), with the same cpus and memory, after the real ones.
+    pub simulated_agents: usize,
+    /// Time between TASK_STARTING and TASK_RUNNING on simulated agents.
+    pub simulated_delay: std::time::Duration,
 }
 
 /// Starts the embedded devcluster with `settings`, sandboxes under `work_dir`. Agents
@@ -171,7 +212,13 @@ pub fn start_devcluster(
     settings: &DevSettings,
     work_dir: PathBuf,
 ) -> Result<DevClusterThread, SchedulerError> {
-    let agents = (0..settings.agents.max(1))
+    // Real agents may be left out only when simulated ones stand in.
+    let real = if settings.simulated_agents > 0 {
+        settings.agents
+    } else {
+        settings.agents.max(1)
+    };
+    let agents = (0..real)
         .map(|i| {
             let base = 31000 + 1000 * i as u64;
             AgentConfig {
@@ -186,6 +233,13 @@ pub fn start_devcluster(
         listen: settings.master_listen,
         agents,
         work_dir,
+        simulated_agents: SimulatedAgents {
+            count: settings.simulated_agents,
+            cpus: settings.cpus,
+            mem: settings.mem,
+            delay: settings.simulated_delay,
+            ..SimulatedAgents::default()
+        },
         ..DevClusterConfig::default()
     };
     DevClusterThread::spawn(config).map_err(|e| SchedulerError::DevCluster(e.to_string()))

@@ -1,76 +1,55 @@
-//! Carrying out the actions workloads return, shared by the Creator and the Maintainer.
+//! Carrying out the actions workloads return, shared by the Creator, the Maintainer
+//! and the operations: persist what they change in one atomic write, then queue the
+//! members they start. Commands are returned to the caller, which sends them through
+//! the Maintainer's command book (re-sent until answered).
 
-use mesos_stateful_store::records::{task_id, InstanceStatus, Role, TaskRecord, SCHEMA_VERSION};
-
-use crate::domain::offers::LaunchJob;
-use crate::workload::Action;
+use crate::domain::actions::{plan_actions, CommandOrder};
+use crate::workload::{Action, Workload};
 use crate::ActorError;
 
 use super::buffer_manager::BufferManagerHandle;
 use super::state_manager::{InstanceState, StateManagerHandle};
 
-/// Persists what `actions` change in `state`, then queues what they start.
+/// Persists what `actions` change in `state`, then queues what they start. Returns
+/// the state after the actions and the commands they ask for.
 pub(crate) async fn carry_out(
     store: &StateManagerHandle,
     buffer: &BufferManagerHandle,
+    workload: &dyn Workload,
     mut state: InstanceState,
     actions: Vec<Action>,
-) -> Result<(), ActorError> {
+) -> Result<(InstanceState, Vec<CommandOrder>), ActorError> {
+    if actions.is_empty() {
+        return Ok((state, Vec::new()));
+    }
     let trace_parent = crate::telemetry::traceparent(&tracing::Span::current());
-    for action in actions {
-        match action {
-            Action::StartReplicas => {
-                let spec = &state.instance.spec;
-                let name = state.instance.name.clone();
-                let new: Vec<TaskRecord> = (1..=spec.replicas)
-                    .filter(|ordinal| !state.tasks.contains_key(ordinal))
-                    .map(|ordinal| TaskRecord {
-                        schema: SCHEMA_VERSION,
-                        instance: name.clone(),
-                        ordinal,
-                        role: Role::Replica,
-                        incarnation: 1,
-                        task_id: task_id(&name, ordinal, 1),
-                        agent_id: None,
-                        hostname: None,
-                        port: None,
-                        state: None,
-                        message: Some("waiting for an offer".to_string()),
-                        healthy: None,
-                        trace_parent: trace_parent.clone(),
-                        version: 0,
-                    })
-                    .collect();
-                if new.is_empty() {
-                    continue;
-                }
-                store.write(Vec::new(), new.clone()).await?;
-                let jobs = new
-                    .iter()
-                    .map(|t| LaunchJob {
-                        instance: name.clone(),
-                        ordinal: t.ordinal,
-                        task_id: t.task_id.clone(),
-                        role: Role::Replica,
-                        resources: spec.resources,
-                        colocate: false,
-                        trace_parent: trace_parent.clone(),
-                    })
-                    .collect();
-                for task in new {
-                    state.tasks.insert(task.ordinal, task);
-                }
-                buffer.queue_launch(jobs);
-            }
-            Action::MarkFailed { reason } => {
-                tracing::warn!(instance = %state.instance.name, %reason, "instance failed");
-                state.instance.status = InstanceStatus::Failed;
-                state.instance.status_message = Some(reason);
-                store
-                    .write(vec![state.instance.clone()], Vec::new())
-                    .await?;
-            }
+    let plan = plan_actions(
+        &mut state.instance,
+        &mut state.tasks,
+        actions,
+        workload,
+        trace_parent.as_deref(),
+    );
+    let instances = if plan.instance_changed {
+        vec![state.instance.clone()]
+    } else {
+        Vec::new()
+    };
+    let tasks: Vec<_> = plan
+        .changed_tasks
+        .iter()
+        .filter_map(|ordinal| state.tasks.get(ordinal).cloned())
+        .collect();
+    if !instances.is_empty() || !tasks.is_empty() {
+        store.write(instances, tasks).await?;
+        // The cache bumped the versions; read them back so later writes build on them.
+        if let Some(fresh) = store.get(&state.instance.name).await? {
+            state.instance = fresh.instance;
+            state.tasks = fresh.tasks;
         }
     }
-    Ok(())
+    if !plan.jobs.is_empty() {
+        buffer.queue_launch(plan.jobs);
+    }
+    Ok((state, plan.commands))
 }

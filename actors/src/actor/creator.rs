@@ -10,10 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 
 use mesos_stateful_store::records::{
-    task_id, InstanceRecord, InstanceSpec, InstanceStatus, Role, TaskRecord, SCHEMA_VERSION,
+    InstanceRecord, InstanceSpec, InstanceStatus, Role, TaskRecord, SCHEMA_VERSION,
 };
 
-use crate::domain::offers::LaunchJob;
+use crate::domain::actions::launch_job;
 use crate::domain::view::InstanceView;
 use crate::telemetry::{handler_span, Metrics, Traced};
 use crate::workload::Workload;
@@ -99,39 +99,26 @@ impl Handler<Traced<CreateInstance>> for Creator {
                 status_message: None,
                 version: 0,
                 created_at_ms,
+                lifecycle: Default::default(),
             };
-            let master = TaskRecord {
-                schema: SCHEMA_VERSION,
-                instance: name.clone(),
-                ordinal: 0,
-                role: Role::Master,
-                incarnation: 1,
-                task_id: task_id(&name, 0, 1),
-                agent_id: None,
-                hostname: None,
-                port: None,
-                state: None,
-                message: Some("waiting for an offer".to_string()),
-                healthy: None,
-                trace_parent: trace_parent.clone(),
-                version: 0,
-            };
-            let job = LaunchJob {
-                instance: name.clone(),
-                ordinal: 0,
-                task_id: master.task_id.clone(),
-                role: Role::Master,
-                resources: spec.resources,
-                colocate: false,
-                trace_parent: trace_parent.clone(),
-            };
+            let mut master = TaskRecord::waiting(&name, 0, Role::Master, 1);
+            master.trace_parent = trace_parent.clone();
+            let job = launch_job(&instance, &master);
+            // Refused before anything is persisted when the launch queue is full.
+            buffer.admit(1)?;
             let created = state.create(instance, vec![master]).await?;
             tracing::info!(instance = %name, "instance created");
             buffer.queue_launch(vec![job]);
             let view = created.view();
             let actions = workload.start(&view);
-            super::actions::carry_out(&state, &buffer, created, actions).await?;
-            Ok(view)
+            let (after, commands) =
+                super::actions::carry_out(&state, &buffer, workload.as_ref(), created, actions)
+                    .await?;
+            if !commands.is_empty() {
+                // No member runs yet, so no command could reach a container.
+                tracing::warn!(instance = %name, count = commands.len(), "commands asked by start dropped: no member runs yet");
+            }
+            Ok(after.view())
         };
         Box::pin(tracing::Instrument::instrument(
             async move {

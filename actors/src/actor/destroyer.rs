@@ -3,7 +3,7 @@
 //! terminal. Kills are re-sent periodically until then, in case one was lost.
 //!
 //! A restart of this actor loses nothing: DELETING instances are found again in the
-//! store by the periodic sweep.
+//! store by the sweep, which runs at start and then periodically.
 
 use std::time::Duration;
 
@@ -151,6 +151,8 @@ impl Actor for Destroyer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics.started(ACTOR);
+        // At once: deletions interrupted by a restart resume without waiting.
+        ctx.notify(DestroyerTimer::Sweep);
         ctx.run_interval(KILL_RETRY_INTERVAL, |_, ctx| {
             ctx.notify(DestroyerTimer::Sweep);
         });

@@ -1,15 +1,27 @@
-//! Maintainer: turns Mesos task states into member and instance states.
+//! Maintainer: turns Mesos task states into member and instance states, relaunches
+//! lost members, and carries out the operations on members (scale, restart,
+//! replace, update; see [`super::operations`]).
 //!
 //! For every status update, in order (`ctx.wait`): find the member whose current
 //! task it is, record the new state, persist, and only then ACKNOWLEDGE the update
 //! (when it carries a uuid; master-generated updates do not and are never
-//! acknowledged). Then the workload's callbacks run and their actions are carried
-//! out. Updates for tasks we do not know, or for an older incarnation of a member,
-//! are acknowledged and, when still live, killed: such a task is an orphan.
+//! acknowledged). Then the workload's callback for the transition runs
+//! ([`lifecycle::callback`]), its actions are persisted and its commands sent.
+//! Updates for tasks we do not know, or for an older incarnation of a member, are
+//! acknowledged and, when still live, killed: such a task is an orphan.
 //!
-//! A restart of this actor loses nothing: unacknowledged updates are re-sent by Mesos.
+//! Lost members are relaunched by the recovery tick ([`RECOVERY_TICK`]) as decided
+//! by [`crate::domain::recovery`]: in place after a backoff, elsewhere once their
+//! agent stayed gone past the replace timeout. Updates, recovery and operations all
+//! run with `ctx.wait`, one at a time, so they never race on a member's record.
+//!
+//! A restart of this actor loses its commands in flight (their callers get an
+//! error) and the set of instances with lost members, rebuilt by a full scan of the
+//! store at start; unacknowledged updates are re-sent by Mesos.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,11 +32,13 @@ use mesos_stateful_proto::stateful::CommandResult;
 use actix::prelude::*;
 
 use mesos_stateful_proto::v1;
-use mesos_stateful_store::records::{InstanceStatus, Role, TaskRecord};
+use mesos_stateful_store::records::{InstanceStatus, TaskRecord};
 
+use crate::domain::actions::{launch_job, CommandOrder};
 use crate::domain::commands::CommandBook;
 use crate::domain::launch::executor_id;
-use crate::domain::lifecycle;
+use crate::domain::lifecycle::{self, Callback};
+use crate::domain::recovery::{self, Recovery, RecoveryConfig};
 use crate::domain::view::MemberView;
 use crate::mesos::{calls, MesosCalls};
 use crate::telemetry::{
@@ -53,10 +67,18 @@ pub enum MaintainerMsg {
 enum MaintainerTimer {
     /// Re-send unanswered commands and give up on expired ones.
     Commands,
+    /// Relaunch or replace the lost members whose time has come.
+    Recovery,
+    /// Look at every instance for lost members (at start).
+    FullScan,
 }
 
 /// How often unanswered commands are checked.
 pub const COMMAND_TICK: Duration = Duration::from_millis(500);
+/// How often lost members are considered for a relaunch.
+pub const RECOVERY_TICK: Duration = Duration::from_millis(500);
+/// Longest a command asked for by a workload's action may run.
+pub const ACTION_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs a command in a member's container through its executor.
 #[derive(Debug, Message)]
@@ -93,17 +115,38 @@ pub struct Maintainer {
     /// Who waits for each command's result. Dropping a sender answers the waiter
     /// with "unavailable".
     command_waiters: BTreeMap<String, Vec<oneshot::Sender<Result<CommandResult, ActorError>>>>,
+    /// Instances with a lost member not yet relaunched. Filled by updates and by the
+    /// full scan at start; emptied by the recovery tick once nothing is left to do.
+    recovering: BTreeSet<String>,
 }
 
 /// Everything handling an update needs, detached from the actor.
 #[derive(Debug)]
-struct UpdateWorker {
-    state: StateManagerHandle,
-    buffer: BufferManagerHandle,
+pub(super) struct UpdateWorker {
+    pub(super) state: StateManagerHandle,
+    pub(super) buffer: BufferManagerHandle,
     destroyer: Recipient<Traced<DestroyerMsg>>,
-    mesos: Arc<dyn MesosCalls>,
-    workload: Arc<dyn Workload>,
+    pub(super) mesos: Arc<dyn MesosCalls>,
+    pub(super) workload: Arc<dyn Workload>,
     metrics: Arc<Metrics>,
+    recovery: RecoveryConfig,
+}
+
+/// What handling an update leaves for the actor to do.
+#[derive(Debug, Default)]
+pub(super) struct Followup {
+    /// Commands the workload's actions asked for.
+    pub(super) commands: Vec<CommandOrder>,
+    /// Instance with a member to relaunch.
+    pub(super) recover: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Maintainer {
@@ -115,6 +158,7 @@ impl Maintainer {
         mesos: Arc<dyn MesosCalls>,
         workload: Arc<dyn Workload>,
         metrics: Arc<Metrics>,
+        recovery: RecoveryConfig,
     ) -> Self {
         Maintainer {
             worker: Arc::new(UpdateWorker {
@@ -124,11 +168,89 @@ impl Maintainer {
                 mesos,
                 workload,
                 metrics: metrics.clone(),
+                recovery,
             }),
             metrics,
             commands: CommandBook::default(),
             command_waiters: BTreeMap::new(),
+            recovering: BTreeSet::new(),
         }
+    }
+
+    pub(super) fn worker(&self) -> Arc<UpdateWorker> {
+        self.worker.clone()
+    }
+
+    pub(super) fn metrics_ref(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Sends the commands of workload actions; their results are only logged.
+    pub(super) fn follow_up(&mut self, followup: Followup) {
+        if let Some(instance) = followup.recover {
+            self.recovering.insert(instance);
+        }
+        if followup.commands.is_empty() {
+            return;
+        }
+        let epoch_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for order in followup.commands {
+            let command = self.commands.start(
+                &order.task_id,
+                &order.agent_id,
+                &executor_id(&order.task_id),
+                order.argv.clone(),
+                ACTION_COMMAND_TIMEOUT,
+                Instant::now(),
+                epoch_nanos,
+            );
+            tracing::info!(instance = %order.instance, ordinal = order.ordinal, command_id = %command.command_id, argv = ?order.argv, "running command for the workload");
+        }
+        self.on_commands_tick();
+    }
+
+    fn on_recovery_tick(&mut self, ctx: &mut Context<Self>) {
+        if self.recovering.is_empty() {
+            return;
+        }
+        let names = std::mem::take(&mut self.recovering);
+        let worker = self.worker.clone();
+        let span = handler_span(ACTOR, "Recovery", &tracing::Span::none());
+        let work = async move { worker.recover(names, now_ms()).await };
+        ctx.wait(
+            tracing::Instrument::instrument(work, span)
+                .into_actor(self)
+                .map(|left, actor, _| actor.recovering.extend(left)),
+        );
+    }
+
+    fn on_full_scan(&mut self, ctx: &mut Context<Self>) {
+        let state = self.worker.state.clone();
+        let work = async move {
+            match state.list().await {
+                Ok(states) => states
+                    .into_iter()
+                    .filter(|s| s.instance.status.is_live())
+                    .filter(|s| {
+                        s.tasks
+                            .values()
+                            .any(|t| lifecycle::is_gone_name(t.state.as_deref()))
+                    })
+                    .map(|s| s.instance.name)
+                    .collect(),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot scan for lost members");
+                    BTreeSet::new()
+                }
+            }
+        };
+        ctx.wait(
+            work.into_actor(self)
+                .map(|found: BTreeSet<String>, actor, _| actor.recovering.extend(found)),
+        );
     }
 
     fn on_command_answered(&mut self, result: CommandResult) {
@@ -178,10 +300,15 @@ impl Maintainer {
         if let Some(agent) = &status.agent_id {
             span.record("agent_id", agent.value.as_str());
         }
+        let followup = Rc::new(RefCell::new(Followup::default()));
+        let sink = followup.clone();
         let work = async move {
             let task_id = status.task_id.value.clone();
             match worker.apply(*status).await {
-                Ok(()) => false,
+                Ok(done) => {
+                    *sink.borrow_mut() = done;
+                    false
+                }
                 Err(error) => {
                     // Not acknowledged: Mesos will send the update again.
                     tracing::error!(%task_id, %error, "status update not applied");
@@ -189,12 +316,16 @@ impl Maintainer {
                 }
             }
         };
-        ctx.wait(observe(self.metrics.clone(), ACTOR, "TaskUpdate", span, work).into_actor(self));
+        ctx.wait(
+            observe(self.metrics.clone(), ACTOR, "TaskUpdate", span, work)
+                .into_actor(self)
+                .map(move |(), actor, _| actor.follow_up(followup.take())),
+        );
     }
 }
 
 impl UpdateWorker {
-    async fn apply(&self, status: v1::TaskStatus) -> Result<(), ActorError> {
+    async fn apply(&self, status: v1::TaskStatus) -> Result<Followup, ActorError> {
         let task_id = status.task_id.value.clone();
         let state = v1::TaskState::try_from(status.state).unwrap_or(v1::TaskState::TaskUnknown);
         let state_name = lifecycle::state_name(state);
@@ -217,7 +348,7 @@ impl UpdateWorker {
                 tracing::warn!(%task_id, "killing a task we do not know");
                 self.mesos.send(calls::kill(&task_id, agent_id.as_deref()));
             }
-            return Ok(());
+            return Ok(Followup::default());
         };
 
         // The rest joins the trace that launched the task (the request that created
@@ -228,7 +359,7 @@ impl UpdateWorker {
         update_span.record("instance", record.instance.as_str());
         update_span.record("task_id", task_id.as_str());
         tracing::Instrument::instrument(
-            self.apply_known(status, state, state_name, agent_id, instance, record),
+            self.apply_known(status, state, agent_id, instance, record),
             update_span,
         )
         .await
@@ -238,15 +369,19 @@ impl UpdateWorker {
         &self,
         status: v1::TaskStatus,
         state: v1::TaskState,
-        state_name: &'static str,
         agent_id: Option<String>,
         instance: InstanceState,
         record: TaskRecord,
-    ) -> Result<(), ActorError> {
+    ) -> Result<Followup, ActorError> {
         let task_id = status.task_id.value.clone();
         let previous = record.state.clone();
         let mut updated = record.clone();
-        updated.state = Some(state_name.to_string());
+        lifecycle::record_state(
+            &mut updated,
+            state,
+            now_ms(),
+            self.recovery.backoff_max.as_millis() as u64,
+        );
         updated.message = status.message.clone();
         // Updates without a health result (reconciliation) keep the last one.
         if status.healthy.is_some() {
@@ -265,6 +400,9 @@ impl UpdateWorker {
             lifecycle::next_status(&instance_record, &task_list)
         };
         let instance_changed = next != instance_record.status;
+        if instance_changed {
+            tracing::info!(instance = %instance_record.name, from = instance_record.status.as_str(), to = next.as_str(), "instance status");
+        }
         instance_record.status = next;
         let instances = if instance_changed {
             vec![instance_record.clone()]
@@ -274,9 +412,6 @@ impl UpdateWorker {
         self.state.write(instances, vec![updated.clone()]).await?;
         self.acknowledge(&status);
 
-        let was_running =
-            previous.as_deref() == Some(lifecycle::state_name(v1::TaskState::TaskRunning));
-        let was_terminal = lifecycle::is_terminal(previous.as_deref());
         let after = InstanceState {
             instance: instance_record.clone(),
             tasks,
@@ -297,31 +432,119 @@ impl UpdateWorker {
                         instance_record.name.clone(),
                     )));
             }
-            return Ok(());
+            return Ok(Followup::default());
         }
-        let live = matches!(
-            instance_record.status,
-            InstanceStatus::Creating | InstanceStatus::Running
-        );
-        if !live {
-            return Ok(());
+        if !instance_record.status.is_live() {
+            return Ok(Followup::default());
         }
         let view = after.view();
         let member = MemberView::from(&updated);
-        let actions = if state == v1::TaskState::TaskRunning && !was_running {
-            match updated.role {
-                Role::Master => self.workload.master_running(&view, &member),
-                Role::Replica => self.workload.replica_running(&view, &member),
-            }
-        } else if state.is_terminal() && !was_terminal {
-            match updated.role {
-                Role::Master => self.workload.master_lost(&view, &member),
-                Role::Replica => self.workload.replica_lost(&view, &member),
-            }
-        } else {
-            Vec::new()
+        let callback = lifecycle::callback(updated.role, previous.as_deref(), state);
+        let actions = match callback {
+            Some(Callback::MasterRunning) => self.workload.master_running(&view, &member),
+            Some(Callback::ReplicaRunning) => self.workload.replica_running(&view, &member),
+            Some(Callback::MasterLost) => self.workload.master_lost(&view, &member),
+            Some(Callback::ReplicaLost) => self.workload.replica_lost(&view, &member),
+            None => Vec::new(),
         };
-        super::actions::carry_out(&self.state, &self.buffer, after, actions).await
+        if let Some(callback) = callback {
+            tracing::info!(instance = %instance_record.name, member = %member.name, ?callback, ?actions, "workload callback");
+        }
+        let (after, commands) = super::actions::carry_out(
+            &self.state,
+            &self.buffer,
+            self.workload.as_ref(),
+            after,
+            actions,
+        )
+        .await?;
+        let recover = (lifecycle::is_gone(state) && after.instance.status.is_live())
+            .then(|| after.instance.name.clone());
+        let mut commands = commands;
+        if after.instance.lifecycle.rollout.is_some() {
+            commands.extend(self.advance_rollout(&after.instance.name).await?);
+        }
+        Ok(Followup { commands, recover })
+    }
+
+    /// Relaunches the lost members of `names` whose backoff or replace timeout has
+    /// passed; returns the instances still having lost members to look at later.
+    async fn recover(&self, names: BTreeSet<String>, now_ms: u64) -> BTreeSet<String> {
+        let mut left = BTreeSet::new();
+        for name in names {
+            match self.recover_instance(&name, now_ms).await {
+                Ok(true) => {
+                    left.insert(name);
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(instance = %name, %error, "relaunch failed; will retry");
+                    left.insert(name);
+                }
+            }
+        }
+        left
+    }
+
+    /// Returns whether members are still waiting for their relaunch.
+    async fn recover_instance(&self, name: &str, now_ms: u64) -> Result<bool, ActorError> {
+        let Some(state) = self.state.get(name).await? else {
+            return Ok(false);
+        };
+        if !state.instance.status.is_live() {
+            return Ok(false);
+        }
+        let mut relaunched = Vec::new();
+        let mut waiting = false;
+        for task in state.tasks.values() {
+            if !lifecycle::is_gone_name(task.state.as_deref()) {
+                continue;
+            }
+            let Some(how) = recovery::plan(task, now_ms, &self.recovery) else {
+                waiting = true;
+                continue;
+            };
+            let mut next = task.next_incarnation();
+            next.message = Some(match how {
+                Recovery::RelaunchInPlace => format!(
+                    "relaunching after {}",
+                    task.state.as_deref().unwrap_or("an end")
+                ),
+                Recovery::ReplaceElsewhere => {
+                    // A new agent, so a new volume: the old one stays with its agent.
+                    next.volume = None;
+                    // The agent may come back: its task is an orphan by now.
+                    self.mesos
+                        .send(calls::kill(&task.task_id, task.agent_id.as_deref()));
+                    "replacing on another agent".to_string()
+                }
+            });
+            tracing::info!(instance = %name, ordinal = task.ordinal, task_id = %next.task_id, recovery = ?how, failures = task.failures, "relaunching member");
+            relaunched.push(next);
+        }
+        if !relaunched.is_empty() {
+            let mut instance = state.instance.clone();
+            let mut tasks = state.tasks.clone();
+            for task in &relaunched {
+                tasks.insert(task.ordinal, task.clone());
+            }
+            let next =
+                lifecycle::next_status(&instance, &tasks.values().cloned().collect::<Vec<_>>());
+            let instances = if next != instance.status {
+                instance.status = next;
+                vec![instance.clone()]
+            } else {
+                Vec::new()
+            };
+            self.state.write(instances, relaunched.clone()).await?;
+            self.buffer.queue_launch(
+                relaunched
+                    .iter()
+                    .map(|task| launch_job(&instance, task))
+                    .collect(),
+            );
+        }
+        Ok(waiting)
     }
 
     fn acknowledge(&self, status: &v1::TaskStatus) {
@@ -343,14 +566,20 @@ impl Actor for Maintainer {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics.started(ACTOR);
         ctx.run_interval(COMMAND_TICK, |_, ctx| ctx.notify(MaintainerTimer::Commands));
+        ctx.run_interval(RECOVERY_TICK, |_, ctx| {
+            ctx.notify(MaintainerTimer::Recovery)
+        });
+        ctx.notify(MaintainerTimer::FullScan);
     }
 }
 
 impl Handler<MaintainerTimer> for Maintainer {
     type Result = ();
-    fn handle(&mut self, msg: MaintainerTimer, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: MaintainerTimer, ctx: &mut Context<Self>) {
         match msg {
             MaintainerTimer::Commands => self.on_commands_tick(),
+            MaintainerTimer::Recovery => self.on_recovery_tick(ctx),
+            MaintainerTimer::FullScan => self.on_full_scan(ctx),
         }
     }
 }
@@ -455,6 +684,14 @@ pub struct MaintainerHandle {
 impl MaintainerHandle {
     pub(crate) fn new(addr: Addr<Maintainer>, metrics: Arc<Metrics>) -> Self {
         MaintainerHandle { addr, metrics }
+    }
+
+    pub(super) fn addr(&self) -> &Addr<Maintainer> {
+        &self.addr
+    }
+
+    pub(super) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Runs `argv` in a member's container; answers once its executor reported the

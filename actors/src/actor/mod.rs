@@ -21,6 +21,7 @@ pub mod destroyer;
 pub mod http_lib;
 pub mod maintainer;
 pub mod offer_manager;
+pub mod operations;
 pub mod state_manager;
 
 use std::net::SocketAddr;
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use mesos_stateful_proto::v1::scheduler::{event, Event};
-use mesos_stateful_store::records::InstanceStatus;
 use mesos_stateful_store::StateStore;
 
 use crate::domain::launch::ExecutorLaunch;
@@ -56,6 +56,12 @@ pub struct SystemConfig {
     pub executor: ExecutorLaunch,
     /// Instruments shared by every actor and served on `GET /metrics`.
     pub metrics: Arc<Metrics>,
+    /// The REST API's security, limits and TLS.
+    pub api: http_lib::ApiSettings,
+    /// Backoff of relaunches and the timeout before replacing a member elsewhere.
+    pub recovery: crate::domain::recovery::RecoveryConfig,
+    /// Bounds of the launch queue (backpressure on creates).
+    pub queue: buffer_manager::QueueSettings,
 }
 
 /// The running actors.
@@ -106,7 +112,11 @@ impl System {
         let offer_ctx = Context::<OfferManager>::new();
         let maintainer_ctx = Context::<Maintainer>::new();
         let destroyer_ctx = Context::<Destroyer>::new();
-        let buffer = BufferManagerHandle::new(buffer_ctx.address(), metrics.clone());
+        let buffer = BufferManagerHandle::new(
+            buffer_ctx.address(),
+            Arc::new(buffer_manager::QueueGauge::new(config.queue, mesos.clone())),
+            metrics.clone(),
+        );
 
         let destroyer_addr = destroyer_ctx.run(Destroyer::new(
             state.clone(),
@@ -121,19 +131,23 @@ impl System {
             mesos.clone(),
             workload.clone(),
             metrics.clone(),
+            config.recovery,
         ));
-        let offer_addr = offer_ctx.run(OfferManager::new(
+        let offer_manager = OfferManager::new(
             buffer.clone(),
             state.clone(),
             mesos.clone(),
             workload.clone(),
             config.executor.clone(),
             metrics.clone(),
-        ));
+        );
+        let rescinded = offer_manager.rescinded_record();
+        let offer_addr = offer_ctx.run(offer_manager);
         let maintainer = MaintainerHandle::new(maintainer_addr.clone(), metrics.clone());
         buffer_ctx.run(BufferManager::new(
             offer_addr.clone().recipient(),
             maintainer_addr.recipient(),
+            buffer.gauge(),
             metrics.clone(),
         ));
         let creator = CreatorHandle::new(
@@ -152,6 +166,7 @@ impl System {
                 mesos: mesos.clone(),
                 metrics: metrics.clone(),
             },
+            config.api.clone(),
         )
         .map_err(|e| ActorError::Unavailable {
             actor: "HttpLib",
@@ -167,7 +182,7 @@ impl System {
             destroyer,
             state,
             buffer,
-            offers: OfferManagerHandle::new(offer_addr, metrics.clone()),
+            offers: OfferManagerHandle::new(offer_addr, rescinded, metrics.clone()),
             maintainer,
             http,
             api_addr,
@@ -182,23 +197,12 @@ impl System {
     async fn requeue_unplaced(&self) -> Result<(), ActorError> {
         let mut jobs = Vec::new();
         for state in self.state.list().await? {
-            if !matches!(
-                state.instance.status,
-                InstanceStatus::Creating | InstanceStatus::Running
-            ) {
+            if !state.instance.status.is_live() {
                 continue;
             }
             for task in state.tasks.values() {
                 if task.agent_id.is_none() && task.state.is_none() {
-                    jobs.push(LaunchJob {
-                        instance: task.instance.clone(),
-                        ordinal: task.ordinal,
-                        task_id: task.task_id.clone(),
-                        role: task.role,
-                        resources: state.instance.spec.resources,
-                        colocate: false,
-                        trace_parent: task.trace_parent.clone(),
-                    });
+                    jobs.push(LaunchJob::for_member(&state.instance.spec, task));
                 }
             }
         }
@@ -282,10 +286,21 @@ impl System {
         match ExecutorMessage::decode(data) {
             Ok(ExecutorMessage {
                 payload: Some(Payload::Stats(stats)),
-            }) => self.state.record_stats(stats),
+            }) => {
+                if let Some(failures) = stats.health_failures {
+                    self.metrics.health_failures(&stats.task_id, failures);
+                }
+                self.state.record_stats(stats)
+            }
             Ok(ExecutorMessage {
                 payload: Some(Payload::CommandResult(result)),
             }) => self.maintainer.command_answered(result),
+            Ok(ExecutorMessage {
+                payload: Some(Payload::LaunchReport(report)),
+            }) => {
+                tracing::debug!(%executor_id, ?report, "launch report");
+                self.metrics.launch_report(&report);
+            }
             Ok(ExecutorMessage { payload: None }) => {
                 tracing::debug!(%executor_id, "empty executor message ignored")
             }
@@ -312,8 +327,9 @@ impl System {
             self.mesos.send(calls::reconcile(live));
         }
         self.mesos.send(calls::reconcile(Vec::new()));
-        // Queued work may have been declined away under the previous subscription.
-        self.mesos.send(calls::revive());
+        // Queued work may have been declined away under the previous subscription:
+        // the OfferManager REVIVEs the framework's role.
+        self.offers.subscribed();
         Ok(())
     }
 

@@ -1,29 +1,39 @@
 //! OfferManager: matches queued members to offers, persists the placement, then
-//! ACCEPTs with LAUNCH; declines what it does not use.
+//! ACCEPTs with RESERVE/CREATE (a member's first volume) and LAUNCH; gives back
+//! member reservations nobody wants (DESTROY, UNRESERVE); declines what it does not
+//! use; SUPPRESSes offers while nothing is queued and REVIVEs them when work arrives.
 //!
 //! One offer round is handled at a time (`ctx.wait`), so two rounds never place the
-//! same job. The placement (agent, host, port, TASK_STAGING) is persisted before the
-//! ACCEPT is sent: after a crash the scheduler knows which task may be running where
-//! and reconciles it instead of launching it twice.
+//! same job. The placement (agent, host, port, volume binding, TASK_STAGING) is
+//! persisted before the ACCEPT is sent: after a crash the scheduler knows which task
+//! may be running where, and which agent may hold a member's volume, and reconciles
+//! instead of launching twice or losing the data's location.
 //!
-//! A restart of this actor loses nothing: offers are re-sent by Mesos.
+//! Rescinded offers are recorded as soon as the RESCIND arrives (through the
+//! handle, not the mailbox), and a round drops them before matching.
+//!
+//! A restart of this actor loses nothing that matters: offers are re-sent by Mesos,
+//! the agents' attributes are learned again from them, and the offer flow starts
+//! unsuppressed.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use mesos_stateful_proto::v1;
-use mesos_stateful_store::records::{Resources, Role};
+use mesos_stateful_store::records::{InstanceRecord, InstanceStatus, Resources, Role, TaskRecord};
 
+use crate::domain::constraints::AgentFacts;
 use crate::domain::launch::{self, ExecutorLaunch};
 use crate::domain::lifecycle;
-use crate::domain::offers::{match_offers, OfferSummary};
+use crate::domain::offers::{match_offers, releases, MatchSettings, OfferSummary};
+use crate::domain::placement::{self, FlowCall, OfferFlow};
 use crate::domain::view::MemberView;
 use crate::mesos::{calls, MesosCalls};
 use crate::telemetry::{
-    handler_span, link_to, observe, set_remote_parent, traceparent, MessageName, Metrics, Traced,
+    handler_span, link_to, set_remote_parent, traceparent, MessageName, Metrics, Traced,
 };
 use crate::workload::Workload;
 use crate::ActorError;
@@ -42,6 +52,10 @@ pub const REFUSE_SECONDS_IDLE: f64 = 30.0;
 pub const SPREAD_PATIENCE: Duration = Duration::from_secs(10);
 /// How long an agent counts as part of the cluster after its last offer.
 pub const AGENT_MEMORY: Duration = Duration::from_secs(300);
+/// How often the offer flow is reconsidered (deferred REVIVE, SUPPRESS when idle).
+pub const FLOW_TICK: Duration = Duration::from_millis(250);
+/// Most rescinded offer ids remembered; older ones were long handled.
+pub const RESCINDED_MEMORY: usize = 4096;
 
 /// Events of the OfferManager.
 #[derive(Debug, Message)]
@@ -51,8 +65,15 @@ pub enum OfferMsg {
     Offers(Vec<v1::Offer>),
     /// Mesos took an offer back.
     Rescinded(String),
-    /// New jobs were queued: ask Mesos for offers again.
+    /// New jobs were queued: offers are needed.
     WorkQueued,
+    /// The launch queue became empty.
+    QueueDrained,
+    /// A (re-)subscription succeeded.
+    Subscribed,
+    /// An instance with volumes is being deleted: its reservations must be given
+    /// back when offered.
+    ReleasePending,
 }
 
 impl MessageName for OfferMsg {
@@ -61,11 +82,47 @@ impl MessageName for OfferMsg {
             OfferMsg::Offers(_) => "Offers",
             OfferMsg::Rescinded(_) => "Rescinded",
             OfferMsg::WorkQueued => "WorkQueued",
+            OfferMsg::QueueDrained => "QueueDrained",
+            OfferMsg::Subscribed => "Subscribed",
+            OfferMsg::ReleasePending => "ReleasePending",
         }
     }
 }
 
+/// Timers of the OfferManager.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+enum OfferTimer {
+    /// Reconsider the offer flow.
+    Flow,
+}
+
 pub(crate) const ACTOR: &str = "OfferManager";
+
+/// Offer ids rescinded recently, shared by the handle (which records them the
+/// moment the RESCIND event arrives) and the rounds (which drop them).
+#[derive(Debug, Default)]
+struct Rescinded {
+    ids: BTreeSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Rescinded {
+    fn insert(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > RESCINDED_MEMORY {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+}
+
+/// The OfferManager's record of rescinded offers, shared with its handle.
+#[derive(Debug, Clone)]
+pub struct RescindedRecord(Arc<Mutex<Rescinded>>);
 
 /// The actor.
 #[derive(Debug)]
@@ -76,8 +133,16 @@ pub struct OfferManager {
     workload: Arc<dyn Workload>,
     executor: ExecutorLaunch,
     framework_name: String,
-    /// Agents seen in offers, with when they were last offered.
-    known_agents: BTreeMap<String, Instant>,
+    /// The framework's role: reservations are made for it, SUPPRESS and REVIVE name it.
+    role: String,
+    /// Agents seen in offers, with what placement rules see of them and when they
+    /// were last offered.
+    known_agents: BTreeMap<String, (AgentFacts, Instant)>,
+    /// Whether offers should flow; owned by this actor only.
+    flow: OfferFlow,
+    /// Shared with every [`OfferManagerHandle`]; a mutex because the handle writes
+    /// from the event dispatcher while rounds read.
+    rescinded: Arc<Mutex<Rescinded>>,
     metrics: Arc<Metrics>,
 }
 
@@ -91,68 +156,132 @@ impl OfferManager {
         executor: ExecutorLaunch,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let framework_name = workload.config().framework_name;
+        let config = workload.config();
         OfferManager {
             buffer,
             state,
             mesos,
             workload,
             executor,
-            framework_name,
+            framework_name: config.framework_name,
+            role: config.role,
             known_agents: BTreeMap::new(),
+            flow: OfferFlow::default(),
+            rescinded: Arc::new(Mutex::new(Rescinded::default())),
             metrics,
         }
+    }
+
+    /// The record of rescinded offers, to share with the actor's handle.
+    pub fn rescinded_record(&self) -> RescindedRecord {
+        RescindedRecord(self.rescinded.clone())
     }
 
     fn on_offers(&mut self, offers: Vec<v1::Offer>, span: tracing::Span, ctx: &mut Context<Self>) {
         let now = Instant::now();
         self.metrics.offers("received", offers.len());
         for offer in &offers {
-            self.known_agents.insert(offer.agent_id.value.clone(), now);
+            self.known_agents.insert(
+                offer.agent_id.value.clone(),
+                (AgentFacts::from_offer(offer), now),
+            );
         }
         self.known_agents
-            .retain(|_, seen| now.duration_since(*seen) < AGENT_MEMORY);
+            .retain(|_, (_, seen)| now.duration_since(*seen) < AGENT_MEMORY);
         let round = OfferRound {
-            known_agents: self.known_agents.keys().cloned().collect(),
+            known_agents: self
+                .known_agents
+                .iter()
+                .map(|(id, (facts, _))| (id.clone(), facts.clone()))
+                .collect(),
             buffer: self.buffer.clone(),
             state: self.state.clone(),
             mesos: self.mesos.clone(),
             workload: self.workload.clone(),
             executor: self.executor.clone(),
             framework_name: self.framework_name.clone(),
+            role: self.role.clone(),
+            rescinded: self.rescinded.clone(),
             metrics: self.metrics.clone(),
             received_at: now,
+            check_releases: self.flow.has_releases_pending(),
         };
         let mesos = self.mesos.clone();
         let metrics = self.metrics.clone();
         let offer_ids: Vec<String> = offers.iter().map(|o| o.id.value.clone()).collect();
         let work = async move {
-            if let Err(error) = round.run(offers).await {
-                // Nothing was accepted: give the offers back so Mesos re-offers them.
-                tracing::warn!(%error, "offer round failed; declining its offers");
-                metrics.offers("declined", offer_ids.len());
-                mesos.send(calls::decline(offer_ids, REFUSE_SECONDS_BUSY));
-                return true;
+            match round.run(offers).await {
+                Ok(report) => Some(report),
+                Err(error) => {
+                    // Nothing was accepted: give the offers back so Mesos re-offers them.
+                    tracing::warn!(%error, "offer round failed; declining its offers");
+                    metrics.offers("declined", offer_ids.len());
+                    mesos.send(calls::decline(offer_ids, REFUSE_SECONDS_BUSY));
+                    None
+                }
             }
-            false
         };
-        ctx.wait(observe(self.metrics.clone(), ACTOR, "Offers", span, work).into_actor(self));
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
+        let work = tracing::Instrument::instrument(work, span);
+        ctx.wait(work.into_actor(self).map(move |queue_empty, actor, _| {
+            metrics.handled(ACTOR, "Offers", started, queue_empty.is_none());
+            if let Some((empty, releases_pending)) = queue_empty {
+                actor
+                    .flow
+                    .round_done(Instant::now(), empty, releases_pending);
+            }
+        }));
     }
 
     fn on_rescinded(&mut self, offer_id: String) {
-        // Offers are used or declined within their round and never held, so a rescind
-        // has nothing to drop.
+        // Recorded by the handle already; this only logs.
         tracing::debug!(%offer_id, "offer rescinded");
     }
 
     fn on_work_queued(&mut self) {
-        self.mesos.send(calls::revive());
+        let call = self.flow.work_queued(Instant::now());
+        self.send_flow(call);
+    }
+
+    fn on_queue_drained(&mut self) {
+        self.flow.queue_seen(Instant::now(), true);
+    }
+
+    fn on_release_pending(&mut self) {
+        let call = self.flow.releases_pending(Instant::now());
+        self.send_flow(call);
+    }
+
+    fn on_subscribed(&mut self) {
+        let call = self.flow.subscribed(Instant::now());
+        self.send_flow(Some(call));
+    }
+
+    fn on_flow_tick(&mut self) {
+        let call = self.flow.tick(Instant::now());
+        self.send_flow(call);
+    }
+
+    fn send_flow(&self, call: Option<FlowCall>) {
+        match call {
+            Some(FlowCall::Revive) => {
+                tracing::debug!(role = %self.role, "reviving offers");
+                self.mesos
+                    .send(calls::revive_roles(vec![self.role.clone()]));
+            }
+            Some(FlowCall::Suppress) => {
+                tracing::debug!(role = %self.role, "suppressing offers: nothing queued");
+                self.mesos.send(calls::suppress(vec![self.role.clone()]));
+            }
+            None => {}
+        }
     }
 }
 
 /// Everything one offer round needs, detached from the actor.
 struct OfferRound {
-    known_agents: BTreeSet<String>,
+    known_agents: BTreeMap<String, AgentFacts>,
     metrics: Arc<Metrics>,
     received_at: Instant,
     buffer: BufferManagerHandle,
@@ -161,87 +290,176 @@ struct OfferRound {
     workload: Arc<dyn Workload>,
     executor: ExecutorLaunch,
     framework_name: String,
+    role: String,
+    rescinded: Arc<Mutex<Rescinded>>,
+    /// Whether reservations of deleted instances are known to wait for release, so
+    /// the round must look at the store even with nothing queued.
+    check_releases: bool,
 }
 
+/// What a round tells the offer flow: whether the launch queue was empty, and
+/// whether reservations still wait for release (`None`: not looked at).
+type RoundReport = (bool, Option<bool>);
+
 impl OfferRound {
-    async fn run(self, offers: Vec<v1::Offer>) -> Result<(), ActorError> {
+    /// Runs the round.
+    async fn run(self, offers: Vec<v1::Offer>) -> Result<RoundReport, ActorError> {
         let jobs = self.buffer.pending().await?;
+        let offers: Vec<v1::Offer> = match self.rescinded.lock() {
+            Ok(rescinded) => offers
+                .into_iter()
+                .filter(|o| !rescinded.ids.contains(&o.id.value))
+                .collect(),
+            Err(_) => offers,
+        };
         let offer_ids: Vec<String> = offers.iter().map(|o| o.id.value.clone()).collect();
-        if jobs.is_empty() {
-            self.mesos
-                .send(calls::decline(offer_ids, REFUSE_SECONDS_IDLE));
-            return Ok(());
+        if offers.is_empty() {
+            return Ok((jobs.is_empty(), None));
         }
         let Some(framework_id) = self.mesos.framework_id() else {
             self.mesos
                 .send(calls::decline(offer_ids, REFUSE_SECONDS_BUSY));
-            return Ok(());
+            return Ok((jobs.is_empty(), None));
         };
-        let states = self.state.list().await?;
-        let states: BTreeMap<String, _> = states
-            .into_iter()
-            .map(|s| (s.instance.name.clone(), s))
+        let summaries: Vec<OfferSummary> = offers
+            .iter()
+            .map(|o| OfferSummary::from_offer(o, &self.role))
             .collect();
-        let mut agents_in_use: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for state in states.values() {
-            for task in state.tasks.values() {
-                if let Some(agent) = &task.agent_id {
-                    if !lifecycle::is_terminal(task.state.as_deref()) {
-                        agents_in_use
-                            .entry(task.instance.clone())
-                            .or_default()
-                            .insert(agent.clone());
+        let holds_reservations = summaries.iter().any(|s| !s.member_reservations.is_empty());
+        if jobs.is_empty() && !holds_reservations && !self.check_releases {
+            self.metrics.offers("declined", offer_ids.len());
+            self.mesos
+                .send(calls::decline(offer_ids, REFUSE_SECONDS_IDLE));
+            return Ok((true, None));
+        }
+        let states = self.state.list().await?;
+        let states: BTreeMap<String, (InstanceRecord, BTreeMap<u32, TaskRecord>)> = states
+            .into_iter()
+            .map(|s| (s.instance.name.clone(), (s.instance, s.tasks)))
+            .collect();
+
+        // Reservations of deleted instances and replaced members go back.
+        let released = releases(
+            &summaries,
+            &framework_id,
+            |id, member| placement::volume_wanted(&states, id, member),
+            |member| placement::instance_of_member(member).is_some_and(|i| states.contains_key(i)),
+        );
+        let mut release_records = Vec::new();
+        for release in &released {
+            tracing::info!(persistence_id = %release.persistence_id, offer_id = %release.offer_id, "releasing a member's reservation and volume");
+            for (record, tasks) in states.values() {
+                if record.status.is_live() || record.status == InstanceStatus::Failed {
+                    continue;
+                }
+                for task in tasks.values() {
+                    if task
+                        .volume
+                        .as_ref()
+                        .is_some_and(|v| v.persistence_id == release.persistence_id)
+                    {
+                        let mut task = task.clone();
+                        task.volume = None;
+                        release_records.push(task);
                     }
                 }
             }
         }
+
+        // Bindings of deleted instances not released by this round.
+        let released_ids: BTreeSet<&str> =
+            released.iter().map(|r| r.persistence_id.as_str()).collect();
+        let releases_pending = states.values().any(|(record, tasks)| {
+            matches!(
+                record.status,
+                InstanceStatus::Deleting | InstanceStatus::Deleted
+            ) && tasks.values().any(|t| {
+                t.volume
+                    .as_ref()
+                    .is_some_and(|v| !released_ids.contains(v.persistence_id.as_str()))
+            })
+        });
+        let jobs_empty = jobs.is_empty();
+        // Jobs of instances that vanished or stopped being live are dropped; the
+        // others are brought up to date with their records.
+        let mut live_jobs = Vec::new();
+        let mut stale = Vec::new();
+        for (mut job, waited) in jobs {
+            let current = states.get(&job.instance).and_then(|(record, tasks)| {
+                let task = tasks.get(&job.ordinal)?;
+                (record.status.is_live() && task.task_id == job.task_id).then_some((record, task))
+            });
+            match current {
+                Some((record, task)) => {
+                    job.refresh(&record.spec, task);
+                    live_jobs.push((job, waited));
+                }
+                None => stale.push(job.task_id),
+            }
+        }
+        if !stale.is_empty() {
+            self.buffer.launched(stale);
+        }
+        let all_tasks = states.values().flat_map(|(_, tasks)| tasks.values());
+        let peers = placement::peers(all_tasks, &self.known_agents);
         // A job may share an agent with its instance's other members once every known
         // agent already has one, or once it has waited long enough for another.
-        let jobs: Vec<_> = jobs
+        let jobs: Vec<_> = live_jobs
             .into_iter()
             .map(|(mut job, waited)| {
-                let busy = agents_in_use.get(&job.instance);
+                let busy: BTreeSet<&str> = peers
+                    .get(&job.instance)
+                    .map(|p| p.iter().map(|f| f.agent_id.as_str()).collect())
+                    .unwrap_or_default();
                 let all_busy = self
                     .known_agents
-                    .iter()
-                    .all(|agent| busy.is_some_and(|b| b.contains(agent)));
+                    .keys()
+                    .all(|agent| busy.contains(agent.as_str()));
                 job.colocate = all_busy || waited >= SPREAD_PATIENCE;
                 job
             })
             .collect();
-        // Jobs of instances that vanished or are being deleted are dropped.
-        let (jobs, stale): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|job| {
-            states.get(&job.instance).is_some_and(|s| {
-                matches!(
-                    s.instance.status,
-                    mesos_stateful_store::records::InstanceStatus::Creating
-                        | mesos_stateful_store::records::InstanceStatus::Running
-                )
-            })
-        });
-        if !stale.is_empty() {
-            self.buffer
-                .launched(stale.iter().map(|j| j.task_id.clone()).collect());
-        }
-        let summaries: Vec<OfferSummary> = offers.iter().map(OfferSummary::from_offer).collect();
-        let overhead = Resources {
-            cpus: self.executor.resources.cpus,
-            mem: self.executor.resources.mem,
-            disk: self.executor.resources.disk,
+        let settings = MatchSettings {
+            role: self.role.clone(),
+            principal: self.mesos.principal(),
+            framework_id: framework_id.clone(),
+            executor_overhead: Resources {
+                cpus: self.executor.resources.cpus,
+                mem: self.executor.resources.mem,
+                disk: self.executor.resources.disk,
+            },
         };
-        let outcome = match_offers(&summaries, &jobs, &agents_in_use, overhead);
+        let role_allows_volumes = self.role != "*";
+        let (jobs, no_role): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .partition(|job| job.volume.is_none() || job.bound.is_some() || role_allows_volumes);
+        let mut outcome = match_offers(&summaries, &jobs, &peers, &settings);
+        outcome.unplaced.extend(no_role.iter().map(|job| {
+            (
+                job.task_id.clone(),
+                "persistent volumes need the framework to have a role other than *".to_string(),
+            )
+        }));
 
         // Persist every placement first, then launch.
         let mut placed_records = Vec::new();
+        let mut operations_by_offer: BTreeMap<String, Vec<v1::offer::Operation>> = BTreeMap::new();
         let mut tasks_by_offer: BTreeMap<String, Vec<v1::TaskInfo>> = BTreeMap::new();
+        for release in &released {
+            operations_by_offer
+                .entry(release.offer_id.clone())
+                .or_default()
+                .extend(release.operations());
+        }
         for placement in &outcome.placements {
-            let Some(state) = states.get(&placement.job.instance) else {
+            let Some((instance, tasks)) = states.get(&placement.job.instance) else {
                 continue;
             };
-            let Some(record) = state.tasks.get(&placement.job.ordinal) else {
+            let Some(record) = tasks.get(&placement.job.ordinal) else {
                 continue;
             };
-            let view = state.view();
+            let task_list: Vec<TaskRecord> = tasks.values().cloned().collect();
+            let view = crate::domain::view::InstanceView::new(instance, &task_list);
             let mut member = MemberView::from(record);
             member.host = Some(placement.hostname.clone());
             member.port = Some(placement.port);
@@ -288,10 +506,17 @@ impl OfferRound {
             record.port = Some(placement.port);
             record.state = Some(lifecycle::state_name(v1::TaskState::TaskStaging).to_string());
             record.message = None;
+            if let Some(volume) = &placement.volume {
+                record.volume = Some(volume.as_ref().clone());
+            }
             if launch_parent.is_some() {
                 record.trace_parent = launch_parent;
             }
             placed_records.push(record);
+            operations_by_offer
+                .entry(placement.offer_id.clone())
+                .or_default()
+                .extend(placement.operations());
             tasks_by_offer
                 .entry(placement.offer_id.clone())
                 .or_default()
@@ -301,12 +526,16 @@ impl OfferRound {
         // Members still waiting say why.
         let mut waiting_records = Vec::new();
         for (task_id, reason) in &outcome.unplaced {
-            let Some(job) = jobs.iter().find(|j| &j.task_id == task_id) else {
+            let Some(job) = jobs
+                .iter()
+                .chain(no_role.iter())
+                .find(|j| &j.task_id == task_id)
+            else {
                 continue;
             };
             let Some(record) = states
                 .get(&job.instance)
-                .and_then(|s| s.tasks.get(&job.ordinal))
+                .and_then(|(_, tasks)| tasks.get(&job.ordinal))
             else {
                 continue;
             };
@@ -320,6 +549,7 @@ impl OfferRound {
 
         let mut to_write = placed_records;
         to_write.extend(waiting_records);
+        to_write.extend(release_records);
         if !to_write.is_empty() {
             self.state.write(Vec::new(), to_write).await?;
         }
@@ -329,26 +559,40 @@ impl OfferRound {
                 .offer_to_accept_seconds
                 .observe(self.received_at.elapsed().as_secs_f64());
         }
-        self.metrics.offers("accepted", tasks_by_offer.len());
-        for (offer_id, tasks) in tasks_by_offer {
-            launched.extend(tasks.iter().map(|t| t.task_id.value.clone()));
-            for task in &tasks {
-                tracing::info!(task_id = %task.task_id.value, agent_id = %task.agent_id.value, %offer_id, "launching");
+        self.metrics.offers("accepted", operations_by_offer.len());
+        for (offer_id, mut operations) in operations_by_offer {
+            if let Some(tasks) = tasks_by_offer.remove(&offer_id) {
+                launched.extend(tasks.iter().map(|t| t.task_id.value.clone()));
+                for task in &tasks {
+                    tracing::info!(task_id = %task.task_id.value, agent_id = %task.agent_id.value, %offer_id, "launching");
+                }
+                operations.push(calls::launch(tasks));
             }
             self.mesos.send(calls::accept(
                 vec![offer_id],
-                vec![calls::launch(tasks)],
+                operations,
                 REFUSE_SECONDS_BUSY,
             ));
         }
         self.metrics.launches.inc_by(launched.len() as u64);
         self.buffer.launched(launched);
-        if !outcome.unused_offers.is_empty() {
-            self.metrics.offers("declined", outcome.unused_offers.len());
-            self.mesos
-                .send(calls::decline(outcome.unused_offers, REFUSE_SECONDS_BUSY));
+        let released_offers: BTreeSet<&str> =
+            released.iter().map(|r| r.offer_id.as_str()).collect();
+        let unused: Vec<String> = outcome
+            .unused_offers
+            .into_iter()
+            .filter(|id| !released_offers.contains(id.as_str()))
+            .collect();
+        if !unused.is_empty() {
+            self.metrics.offers("declined", unused.len());
+            let refuse = if jobs_empty {
+                REFUSE_SECONDS_IDLE
+            } else {
+                REFUSE_SECONDS_BUSY
+            };
+            self.mesos.send(calls::decline(unused, refuse));
         }
-        Ok(())
+        Ok((jobs_empty, Some(releases_pending)))
     }
 }
 
@@ -365,8 +609,44 @@ fn allocation_of(offer: &v1::Offer) -> Option<v1::resource::AllocationInfo> {
 impl Actor for OfferManager {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics.started(ACTOR);
+        ctx.run_interval(FLOW_TICK, |_, ctx| ctx.notify(OfferTimer::Flow));
+        // Deletions of instances with volumes are learned from the durable writes:
+        // their reservations come back only in offers, which must flow for them.
+        let state = self.state.clone();
+        let addr = ctx.address();
+        actix::spawn(async move {
+            let Ok(mut changes) = state.subscribe_changes().await else {
+                return;
+            };
+            loop {
+                let pending = match changes.recv().await {
+                    Ok(change) => change.instances.iter().any(|i| {
+                        i.spec.volume.is_some()
+                            && matches!(
+                                i.status,
+                                InstanceStatus::Deleting | InstanceStatus::Deleted
+                            )
+                    }),
+                    // Missed writes may have been deletions: look.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if pending {
+                    addr.do_send(Traced::new(OfferMsg::ReleasePending));
+                }
+            }
+        });
+    }
+}
+
+impl Handler<OfferTimer> for OfferManager {
+    type Result = ();
+    fn handle(&mut self, msg: OfferTimer, _: &mut Context<Self>) {
+        match msg {
+            OfferTimer::Flow => self.on_flow_tick(),
+        }
     }
 }
 
@@ -376,21 +656,25 @@ impl Handler<Traced<OfferMsg>> for OfferManager {
         let name = msg.message.name();
         self.metrics.received(ACTOR, name);
         let span = handler_span(ACTOR, name, &msg.parent);
-        match msg.message {
+        if let OfferMsg::Offers(offers) = msg.message {
             // Timed by the round itself, which outlives this call.
-            OfferMsg::Offers(offers) => self.on_offers(offers, span, ctx),
+            self.on_offers(offers, span, ctx);
+            return;
+        }
+        let started = Instant::now();
+        let _entered = span.entered();
+        match msg.message {
+            OfferMsg::Offers(_) => {}
             OfferMsg::Rescinded(id) => {
-                let _entered = span.entered();
                 self.metrics.offers("rescinded", 1);
                 self.on_rescinded(id)
             }
-            OfferMsg::WorkQueued => {
-                let started = Instant::now();
-                let _entered = span.entered();
-                self.on_work_queued();
-                self.metrics.handled(ACTOR, name, started, false);
-            }
+            OfferMsg::WorkQueued => self.on_work_queued(),
+            OfferMsg::QueueDrained => self.on_queue_drained(),
+            OfferMsg::Subscribed => self.on_subscribed(),
+            OfferMsg::ReleasePending => self.on_release_pending(),
         }
+        self.metrics.handled(ACTOR, name, started, false);
     }
 }
 
@@ -398,12 +682,25 @@ impl Handler<Traced<OfferMsg>> for OfferManager {
 #[derive(Debug, Clone)]
 pub struct OfferManagerHandle {
     addr: Addr<OfferManager>,
+    /// The actor's record of rescinded offers, written here so that a round already
+    /// queued behind the RESCIND sees it.
+    rescinded: Arc<Mutex<Rescinded>>,
     metrics: Arc<Metrics>,
 }
 
 impl OfferManagerHandle {
-    pub(crate) fn new(addr: Addr<OfferManager>, metrics: Arc<Metrics>) -> Self {
-        OfferManagerHandle { addr, metrics }
+    /// A handle on `addr`, sharing `rescinded` (from
+    /// [`OfferManager::rescinded_record`]) with the actor started there.
+    pub(crate) fn new(
+        addr: Addr<OfferManager>,
+        rescinded: RescindedRecord,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        OfferManagerHandle {
+            addr,
+            rescinded: rescinded.0,
+            metrics,
+        }
     }
 
     /// Hands offers over.
@@ -414,8 +711,17 @@ impl OfferManagerHandle {
 
     /// Reports a rescinded offer.
     pub fn rescinded(&self, offer_id: String) {
+        if let Ok(mut rescinded) = self.rescinded.lock() {
+            rescinded.insert(offer_id.clone());
+        }
         self.metrics.sent(ACTOR);
         self.addr
             .do_send(Traced::new(OfferMsg::Rescinded(offer_id)));
+    }
+
+    /// Reports a (re-)subscription: offers flow again.
+    pub fn subscribed(&self) {
+        self.metrics.sent(ACTOR);
+        self.addr.do_send(Traced::new(OfferMsg::Subscribed));
     }
 }

@@ -2,15 +2,23 @@
 //!
 //! Every read is served from the cache; every write goes to the store first (on a
 //! blocking thread, never on the actor thread) and reaches the cache only once it is
-//! durable. Writes are handled one at a time (`AtomicResponse`): the actor does not
-//! process its next message until the store has answered, so the cache and the store
-//! never disagree on the order of writes.
+//! durable.
+//!
+//! Writes are group-committed: while one batch is being synced, the writes that
+//! arrive are queued, and when it completes they all go to the store as the next
+//! single atomic batch (one sync). Each caller is answered once its batch is
+//! durable and applied to the cache, in arrival order, so the cache and the store
+//! never disagree on the order of writes. Should a merged batch fail, its writes
+//! are retried one by one, so that one caller's conflict (a create of a taken name)
+//! fails that caller only.
 //!
 //! A restart of this actor loses nothing: the cache is rebuilt from the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::oneshot;
 
 use actix::prelude::*;
 
@@ -62,7 +70,151 @@ pub struct StateManager {
     /// Latest stats by task id. Kept in memory only: a fresh sample arrives every
     /// stats interval.
     stats: BTreeMap<String, MemberStats>,
+    /// Every durable write, for the API's event stream. Sent after the store
+    /// answered, so a subscriber never sees a change that could be lost.
+    changes: tokio::sync::broadcast::Sender<StateChange>,
+
+    /// Writes waiting for the batch in flight to complete; owned by this actor.
+    commits: GroupCommit<PendingWrite>,
+    /// Versions given to records queued or in flight, past the cached ones, so that
+    /// two writes of one record in one batch still bump its version twice. Cleared
+    /// whenever nothing is queued or in flight.
+    assigned_versions: HashMap<(String, Option<u32>), u64>,
+    /// Names of instances whose creation is queued or in flight.
+    creating: HashSet<String>,
 }
+
+/// Writes queued for the next batch, and whether a batch is being synced.
+///
+/// Plain data: the actor decides when to start a batch and what to do with its
+/// outcome. A write marked `alone` goes in a batch of its own (a retry after a
+/// merged batch failed).
+#[derive(Debug)]
+pub struct GroupCommit<T> {
+    queue: VecDeque<(T, bool)>,
+    in_flight: bool,
+}
+
+impl<T> Default for GroupCommit<T> {
+    fn default() -> Self {
+        GroupCommit {
+            queue: VecDeque::new(),
+            in_flight: false,
+        }
+    }
+}
+
+impl<T> GroupCommit<T> {
+    /// Queues a write.
+    pub fn push(&mut self, write: T) {
+        self.queue.push_back((write, false));
+    }
+
+    /// The next batch to sync, unless one is in flight or nothing is queued: every
+    /// queued write up to the first that must go alone, or that one alone.
+    pub fn next_batch(&mut self) -> Option<Vec<T>> {
+        if self.in_flight || self.queue.is_empty() {
+            return None;
+        }
+        let mut batch = Vec::new();
+        if matches!(self.queue.front(), Some((_, true))) {
+            batch.extend(self.queue.pop_front().map(|(write, _)| write));
+        } else {
+            while matches!(self.queue.front(), Some((_, false))) {
+                batch.extend(self.queue.pop_front().map(|(write, _)| write));
+            }
+        }
+        self.in_flight = true;
+        Some(batch)
+    }
+
+    /// The batch in flight completed. A failed batch of several writes is handed
+    /// back (`Some`) to be queued again, each alone, ahead of later writes; a failed
+    /// single write is the caller's to answer (`None`).
+    pub fn completed(&mut self, failed: Option<Vec<T>>) -> Option<Vec<T>> {
+        self.in_flight = false;
+        match failed {
+            Some(writes) if writes.len() > 1 => {
+                for write in writes.into_iter().rev() {
+                    self.queue.push_front((write, true));
+                }
+                None
+            }
+            other => other,
+        }
+    }
+
+    /// Whether nothing is queued or in flight.
+    pub fn is_idle(&self) -> bool {
+        !self.in_flight && self.queue.is_empty()
+    }
+}
+
+/// One caller's write waiting in the [`GroupCommit`].
+#[derive(Debug)]
+struct PendingWrite {
+    kind: WriteKind,
+    reply: oneshot::Sender<Result<Option<InstanceState>, ActorError>>,
+}
+
+#[derive(Debug, Clone)]
+enum WriteKind {
+    /// A new instance with its first members; fails if the name is taken.
+    Create {
+        instance: InstanceRecord,
+        tasks: Vec<TaskRecord>,
+    },
+    /// Records to put.
+    Put {
+        instances: Vec<InstanceRecord>,
+        tasks: Vec<TaskRecord>,
+    },
+    /// An instance record to put and members to remove.
+    Remove {
+        instance: InstanceRecord,
+        ordinals: Vec<u32>,
+    },
+}
+
+impl WriteKind {
+    fn add_to(&self, changes: &mut Changes) {
+        match self {
+            WriteKind::Create { instance, tasks } => {
+                changes.expect_no_instance(instance.name.clone());
+                changes.put_instance(instance.clone());
+                for task in tasks {
+                    changes.put_task(task.clone());
+                }
+            }
+            WriteKind::Put { instances, tasks } => {
+                for instance in instances {
+                    changes.put_instance(instance.clone());
+                }
+                for task in tasks {
+                    changes.put_task(task.clone());
+                }
+            }
+            WriteKind::Remove { instance, ordinals } => {
+                changes.put_instance(instance.clone());
+                for ordinal in ordinals {
+                    changes.delete_task(instance.name.clone(), *ordinal);
+                }
+            }
+        }
+    }
+}
+
+/// One durable write: the records as they are now in the store.
+#[derive(Debug, Clone)]
+pub struct StateChange {
+    /// Instance records written.
+    pub instances: Vec<InstanceRecord>,
+    /// Task records written.
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// Writes a slow subscriber may fall behind before it is told it lagged.
+pub const CHANGE_CHANNEL_CAPACITY: usize = 1024;
 
 pub(crate) const ACTOR: &str = "StateManager";
 
@@ -107,10 +259,21 @@ impl StateManager {
             framework_id,
             metrics,
             stats: BTreeMap::new(),
+            changes: tokio::sync::broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
+            commits: GroupCommit::default(),
+            assigned_versions: HashMap::new(),
+            creating: HashSet::new(),
         })
     }
 
     fn apply_to_cache(&mut self, instances: Vec<InstanceRecord>, tasks: Vec<TaskRecord>) {
+        // Only durable writes reach the cache; publish them (nobody listening is fine).
+        if self.changes.receiver_count() > 0 {
+            let _ = self.changes.send(StateChange {
+                instances: instances.clone(),
+                tasks: tasks.clone(),
+            });
+        }
         for instance in instances {
             self.instances
                 .entry(instance.name.clone())
@@ -144,24 +307,167 @@ impl StateManager {
         Some(state)
     }
 
-    /// Bumps versions past the cached ones so every write is visible as a change.
-    fn bump_versions(&self, instances: &mut [InstanceRecord], tasks: &mut [TaskRecord]) {
+    /// Bumps versions past the cached ones, and past those given to writes still
+    /// queued or in flight, so every write is visible as a change.
+    fn bump_versions(&mut self, instances: &mut [InstanceRecord], tasks: &mut [TaskRecord]) {
         for instance in instances.iter_mut() {
-            let current = self
+            let cached = self
                 .instances
                 .get(&instance.name)
                 .map(|s| s.instance.version)
                 .unwrap_or(0);
+            let key = (instance.name.clone(), None);
+            let current = self
+                .assigned_versions
+                .get(&key)
+                .copied()
+                .unwrap_or(0)
+                .max(cached);
             instance.version = current + 1;
+            self.assigned_versions.insert(key, instance.version);
         }
         for task in tasks.iter_mut() {
-            let current = self
+            let cached = self
                 .instances
                 .get(&task.instance)
                 .and_then(|s| s.tasks.get(&task.ordinal))
                 .map(|t| t.version)
                 .unwrap_or(0);
+            let key = (task.instance.clone(), Some(task.ordinal));
+            let current = self
+                .assigned_versions
+                .get(&key)
+                .copied()
+                .unwrap_or(0)
+                .max(cached);
             task.version = current + 1;
+            self.assigned_versions.insert(key, task.version);
+        }
+    }
+
+    /// Queues a write and starts a batch if none is in flight; the receiver answers
+    /// once the write is durable.
+    fn enqueue(
+        &mut self,
+        kind: WriteKind,
+        ctx: &mut Context<Self>,
+    ) -> oneshot::Receiver<Result<Option<InstanceState>, ActorError>> {
+        let (reply, answer) = oneshot::channel();
+        self.commits.push(PendingWrite { kind, reply });
+        self.flush(ctx);
+        answer
+    }
+
+    /// Sends the queued writes to the store as one batch, unless one is in flight.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let Some(batch) = self.commits.next_batch() else {
+            if self.commits.is_idle() {
+                self.assigned_versions.clear();
+            }
+            return;
+        };
+        let mut changes = Changes::default();
+        for write in &batch {
+            write.kind.add_to(&mut changes);
+        }
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        let write = async move {
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let result = store.write(&changes);
+                metrics
+                    .store_write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.store_batch_records.observe(changes.len() as f64);
+                result
+            })
+            .await
+            .map_err(|e| ActorError::Unavailable {
+                actor: "StateManager",
+                reason: e.to_string(),
+            })?
+            .map_err(ActorError::Store)
+        };
+        ctx.spawn(
+            write
+                .into_actor(self)
+                .map(move |result, actor, ctx| actor.on_committed(batch, result, ctx)),
+        );
+    }
+
+    /// A batch completed: apply and answer, or retry its writes one by one.
+    fn on_committed(
+        &mut self,
+        batch: Vec<PendingWrite>,
+        result: Result<(), ActorError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match result {
+            Ok(()) => {
+                self.commits.completed(None);
+                for write in batch {
+                    let answer = self.apply_write(write.kind);
+                    let _ = write.reply.send(Ok(answer));
+                }
+            }
+            Err(error) => {
+                if let Some(failed) = self.commits.completed(Some(batch)) {
+                    // A batch of one write: its error is that caller's.
+                    let mut error = Some(error);
+                    for write in failed {
+                        if let WriteKind::Create { instance, .. } = &write.kind {
+                            self.creating.remove(&instance.name);
+                        }
+                        let error = match error.take() {
+                            Some(ActorError::Store(StoreError::Conflict { key, .. }))
+                                if key.starts_with("instances/") =>
+                            {
+                                ActorError::AlreadyExists(
+                                    key.trim_start_matches("instances/").to_string(),
+                                )
+                            }
+                            Some(other) => other,
+                            None => ActorError::Unavailable {
+                                actor: "StateManager",
+                                reason: "write failed".to_string(),
+                            },
+                        };
+                        let _ = write.reply.send(Err(error));
+                    }
+                } else {
+                    tracing::warn!(%error, "a merged write failed; retrying its writes one by one");
+                }
+            }
+        }
+        self.flush(ctx);
+    }
+
+    /// Applies a durable write to the cache; a create answers with the new state.
+    fn apply_write(&mut self, kind: WriteKind) -> Option<InstanceState> {
+        match kind {
+            WriteKind::Create { instance, tasks } => {
+                let name = instance.name.clone();
+                self.creating.remove(&name);
+                self.apply_to_cache(vec![instance], tasks);
+                self.instances.get(&name).cloned()
+            }
+            WriteKind::Put { instances, tasks } => {
+                self.apply_to_cache(instances, tasks);
+                None
+            }
+            WriteKind::Remove { instance, ordinals } => {
+                let name = instance.name.clone();
+                self.apply_to_cache(vec![instance], Vec::new());
+                if let Some(state) = self.instances.get_mut(&name) {
+                    for ordinal in &ordinals {
+                        state.tasks.remove(ordinal);
+                    }
+                }
+                // Task ids of removed members stay in the index: late updates of
+                // their tasks find the instance but no current task, and are killed.
+                None
+            }
         }
     }
 }
@@ -220,6 +526,18 @@ impl Handler<Traced<RecordStats>> for StateManager {
     }
 }
 
+/// Subscribes to the durable writes.
+#[derive(Debug, Message)]
+#[rtype(result = "tokio::sync::broadcast::Receiver<StateChange>")]
+pub struct SubscribeChanges;
+
+impl Handler<SubscribeChanges> for StateManager {
+    type Result = MessageResult<SubscribeChanges>;
+    fn handle(&mut self, _: SubscribeChanges, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.changes.subscribe())
+    }
+}
+
 /// Persists the framework id Mesos gave us.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), ActorError>")]
@@ -275,120 +593,86 @@ impl Handler<Traced<GetFrameworkId>> for StateManager {
 }
 
 impl Handler<Traced<CreateInstance>> for StateManager {
-    type Result = AtomicResponse<Self, Result<InstanceState, ActorError>>;
+    type Result = ResponseFuture<Result<InstanceState, ActorError>>;
 
-    fn handle(&mut self, traced: Traced<CreateInstance>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, traced: Traced<CreateInstance>, ctx: &mut Context<Self>) -> Self::Result {
         self.metrics.received(ACTOR, "CreateInstance");
         let _entered = handler_span(ACTOR, "CreateInstance", &traced.parent).entered();
-        let msg = traced.message;
         let CreateInstance {
             mut instance,
             mut tasks,
-        } = msg;
-        if self.instances.contains_key(&instance.name) {
-            let name = instance.name.clone();
-            return AtomicResponse::new(Box::pin(
-                async move { Err(ActorError::AlreadyExists(name)) }.into_actor(self),
-            ));
+        } = traced.message;
+        let name = instance.name.clone();
+        if self.instances.contains_key(&name) || !self.creating.insert(name.clone()) {
+            return Box::pin(async move { Err(ActorError::AlreadyExists(name)) });
         }
         instance.version = 1;
         for task in &mut tasks {
             task.version = 1;
         }
-        let store = self.store.clone();
-        let metrics = self.metrics.clone();
-        let (written_instance, written_tasks) = (instance.clone(), tasks.clone());
-        let write = async move {
-            tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                let result = store.create_instance(&instance, &tasks);
-                metrics
-                    .store_write_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                metrics
-                    .store_batch_records
-                    .observe((1 + tasks.len()) as f64);
-                result
-            })
-            .await
-            .map_err(|e| ActorError::Unavailable {
-                actor: "StateManager",
-                reason: e.to_string(),
-            })?
-            .map_err(|e| match e {
-                StoreError::AlreadyExists { .. } => {
-                    ActorError::AlreadyExists(written_instance_name(&e))
-                }
-                other => ActorError::Store(other),
-            })
-        };
-        AtomicResponse::new(Box::pin(write.into_actor(self).map(
-            move |result, actor, _| {
-                result?;
-                let name = written_instance.name.clone();
-                actor.apply_to_cache(vec![written_instance], written_tasks);
-                actor
-                    .instances
-                    .get(&name)
-                    .cloned()
-                    .ok_or(ActorError::NotFound(name))
-            },
-        )))
+        let answer = self.enqueue(WriteKind::Create { instance, tasks }, ctx);
+        Box::pin(async move {
+            answer
+                .await
+                .map_err(|_| unavailable())??
+                .ok_or(ActorError::NotFound(name))
+        })
     }
 }
 
-fn written_instance_name(error: &StoreError) -> String {
-    match error {
-        StoreError::AlreadyExists { key } => key.trim_start_matches("instances/").to_string(),
-        other => other.to_string(),
+fn unavailable() -> ActorError {
+    ActorError::Unavailable {
+        actor: "StateManager",
+        reason: "stopped before the write completed".to_string(),
     }
 }
 
 impl Handler<Traced<Write>> for StateManager {
-    type Result = AtomicResponse<Self, Result<(), ActorError>>;
+    type Result = ResponseFuture<Result<(), ActorError>>;
 
-    fn handle(&mut self, traced: Traced<Write>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, traced: Traced<Write>, ctx: &mut Context<Self>) -> Self::Result {
         self.metrics.received(ACTOR, "Write");
         let _entered = handler_span(ACTOR, "Write", &traced.parent).entered();
-        let msg = traced.message;
         let Write {
             mut instances,
             mut tasks,
-        } = msg;
+        } = traced.message;
         self.bump_versions(&mut instances, &mut tasks);
-        let mut changes = Changes::default();
-        for instance in &instances {
-            changes.put_instance(instance.clone());
-        }
-        for task in &tasks {
-            changes.put_task(task.clone());
-        }
-        let store = self.store.clone();
-        let metrics = self.metrics.clone();
-        let write = async move {
-            tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                let result = store.write(&changes);
-                metrics
-                    .store_write_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                metrics.store_batch_records.observe(changes.len() as f64);
-                result
-            })
-            .await
-            .map_err(|e| ActorError::Unavailable {
-                actor: "StateManager",
-                reason: e.to_string(),
-            })?
-            .map_err(ActorError::Store)
-        };
-        AtomicResponse::new(Box::pin(write.into_actor(self).map(
-            move |result, actor, _| {
-                result?;
-                actor.apply_to_cache(instances, tasks);
-                Ok(())
-            },
-        )))
+        let answer = self.enqueue(WriteKind::Put { instances, tasks }, ctx);
+        Box::pin(async move {
+            answer.await.map_err(|_| unavailable())??;
+            Ok(())
+        })
+    }
+}
+
+/// Puts an instance record and deletes members' task records as one atomic batch
+/// (scaling down).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct RemoveTasks {
+    /// The instance record to put.
+    pub instance: InstanceRecord,
+    /// Ordinals of the members to delete.
+    pub ordinals: Vec<u32>,
+}
+
+impl Handler<Traced<RemoveTasks>> for StateManager {
+    type Result = ResponseFuture<Result<(), ActorError>>;
+
+    fn handle(&mut self, traced: Traced<RemoveTasks>, ctx: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "RemoveTasks");
+        let _entered = handler_span(ACTOR, "RemoveTasks", &traced.parent).entered();
+        let RemoveTasks {
+            mut instance,
+            ordinals,
+        } = traced.message;
+        self.bump_versions(std::slice::from_mut(&mut instance), &mut []);
+        let answer = self.enqueue(WriteKind::Remove { instance, ordinals }, ctx);
+        Box::pin(async move {
+            answer.await.map_err(|_| unavailable())??;
+            Ok(())
+        })
     }
 }
 
@@ -485,6 +769,19 @@ impl StateManagerHandle {
             .map_err(|e| ActorError::mailbox("StateManager", e))?
     }
 
+    /// Puts `instance` and deletes the task records of `ordinals`, atomically.
+    pub async fn remove_tasks(
+        &self,
+        instance: InstanceRecord,
+        ordinals: Vec<u32>,
+    ) -> Result<(), ActorError> {
+        self.metrics.sent(ACTOR);
+        self.addr
+            .send(Traced::new(RemoveTasks { instance, ordinals }))
+            .await
+            .map_err(|e| ActorError::mailbox("StateManager", e))?
+    }
+
     /// Persists the framework id.
     pub async fn set_framework_id(&self, id: &str) -> Result<(), ActorError> {
         self.metrics.sent(ACTOR);
@@ -499,6 +796,16 @@ impl StateManagerHandle {
         self.metrics.sent(ACTOR);
         self.addr
             .send(Traced::new(GetFrameworkId))
+            .await
+            .map_err(|e| ActorError::mailbox("StateManager", e))
+    }
+
+    /// Every durable write from now on.
+    pub async fn subscribe_changes(
+        &self,
+    ) -> Result<tokio::sync::broadcast::Receiver<StateChange>, ActorError> {
+        self.addr
+            .send(SubscribeChanges)
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))
     }
@@ -518,5 +825,103 @@ impl StateManagerHandle {
             .flat_map(|state| state.tasks.into_values())
             .filter(|t| t.agent_id.is_some() && !lifecycle::is_terminal(t.state.as_deref()))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesos_stateful_store::records::Role;
+    use mesos_stateful_store::MemPersister;
+
+    #[test]
+    fn group_commit_batches_what_arrives_during_a_sync_and_retries_alone() {
+        let mut commits = GroupCommit::default();
+        commits.push("a");
+        assert_eq!(commits.next_batch(), Some(vec!["a"]));
+        // Arriving while "a" syncs: queued, not started.
+        commits.push("b");
+        commits.push("c");
+        assert_eq!(commits.next_batch(), None);
+        assert_eq!(commits.completed(None), None);
+        assert_eq!(commits.next_batch(), Some(vec!["b", "c"]));
+        commits.push("d");
+        // The merged batch failed: its writes go again, each alone, before "d".
+        assert_eq!(commits.completed(Some(vec!["b", "c"])), None);
+        assert_eq!(commits.next_batch(), Some(vec!["b"]));
+        // A single write that fails is the caller's.
+        assert_eq!(commits.completed(Some(vec!["b"])), Some(vec!["b"]));
+        assert_eq!(commits.next_batch(), Some(vec!["c"]));
+        assert_eq!(commits.completed(None), None);
+        assert_eq!(commits.next_batch(), Some(vec!["d"]));
+        assert!(!commits.is_idle());
+        commits.completed(None);
+        assert!(commits.is_idle());
+        assert_eq!(commits.next_batch(), None);
+    }
+
+    fn instance(name: &str) -> InstanceRecord {
+        serde_json::from_value(serde_json::json!({
+            "schema": 2, "name": name, "status": "CREATING", "version": 0,
+            "created_at_ms": 0,
+            "spec": {"image": "i", "replicas": 0, "master_args": [], "replica_args": [],
+                     "resources": {"cpus": 1.0, "mem": 8.0, "disk": 1.0}},
+        }))
+        .unwrap()
+    }
+
+    fn start(persister: Arc<MemPersister>) -> (StateManagerHandle, StateStore) {
+        let store = StateStore::open(persister).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let manager = StateManager::load(store.clone(), metrics.clone()).unwrap();
+        (StateManagerHandle::new(manager.start(), metrics), store)
+    }
+
+    #[actix_rt::test]
+    async fn concurrent_writes_share_synced_batches() {
+        let persister = Arc::new(MemPersister::new());
+        let (state, _) = start(persister.clone());
+        state.create(instance("c"), Vec::new()).await.unwrap();
+        let before = persister.write_count();
+        let writes = (0..100u32).map(|i| {
+            let state = state.clone();
+            let mut task = TaskRecord::waiting("c", i % 10, Role::Replica, 1);
+            task.message = Some(format!("write {i}"));
+            async move { state.write(Vec::new(), vec![task]).await }
+        });
+        for result in futures_util::future::join_all(writes).await {
+            result.unwrap();
+        }
+        let batches = persister.write_count() - before;
+        assert!(batches < 50, "100 writes took {batches} synced batches");
+        let cached = state.get("c").await.unwrap().unwrap();
+        assert_eq!(cached.tasks.len(), 10);
+        // Each ordinal was written ten times, in order: the last write wins and every
+        // write bumped the version, whichever batch carried it.
+        assert_eq!(cached.tasks[&3].message.as_deref(), Some("write 93"));
+        assert_eq!(cached.tasks[&3].version, 10);
+    }
+
+    #[actix_rt::test]
+    async fn a_conflict_in_a_merged_batch_fails_only_its_writer() {
+        let persister = Arc::new(MemPersister::new());
+        let (state, store) = start(persister.clone());
+        // Written behind the cache's back: only the store knows "x" is taken.
+        store.create_instance(&instance("x"), &[]).unwrap();
+        let (y, x, z) = tokio::join!(
+            state.create(instance("y"), Vec::new()),
+            state.create(instance("x"), Vec::new()),
+            state.create(instance("z"), Vec::new()),
+        );
+        assert!(y.is_ok() && z.is_ok());
+        assert!(matches!(x, Err(ActorError::AlreadyExists(name)) if name == "x"));
+        // A second create of a name being created is refused at once.
+        let (first, second) = tokio::join!(
+            state.create(instance("w"), Vec::new()),
+            state.create(instance("w"), Vec::new()),
+        );
+        assert!(first.is_ok());
+        assert!(matches!(second, Err(ActorError::AlreadyExists(_))));
+        assert_eq!(store.load_instances().unwrap().len(), 4);
     }
 }

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use prost::Message;
 
-use mesos_stateful_proto::stateful::{container_spec::NetworkMode, ContainerSpec};
+use mesos_stateful_proto::stateful::{
+    container_spec::{self, NetworkMode},
+    ContainerSpec, RegistryAuth,
+};
 use mesos_stateful_proto::v1;
 use mesos_stateful_store::records::{member_name, Resources, Role};
 
@@ -59,6 +62,17 @@ pub struct ContainerPlan {
     /// Command run in the container at each stats interval; its `key:value` output
     /// lines are reported as facts (empty: none).
     pub facts_command: Vec<String>,
+    /// Docker bridge networking instead of the agent's network; the member's port is
+    /// published per `port_mappings` (empty: on the same container port).
+    pub bridge_network: bool,
+    /// Ports published with bridge networking; each host port must be the member's.
+    pub port_mappings: Vec<container_spec::PortMapping>,
+    /// Sandbox directories bound into the container.
+    pub mounts: Vec<container_spec::VolumeMount>,
+    /// Runs the container privileged (refused by executors not allowed to).
+    pub privileged: bool,
+    /// Credentials for pulling the image, instead of the agent's Docker config.
+    pub registry_auth: Option<RegistryAuth>,
 }
 
 /// Label keys put on tasks and containers.
@@ -103,25 +117,20 @@ pub fn task_info(
         args: plan.args.clone(),
         entrypoint: Vec::new(),
         environment: Some(environment(&plan.env)),
-        network: Some(NetworkMode::Host as i32),
+        network: Some(if plan.bridge_network {
+            NetworkMode::Bridge as i32
+        } else {
+            NetworkMode::Host as i32
+        }),
         labels: container_labels.clone(),
         stats_interval_seconds: Some(executor.stats_interval_seconds),
         facts_command: plan.facts_command.clone(),
+        port_mappings: plan.port_mappings.clone(),
+        mounts: plan.mounts.clone(),
+        privileged: plan.privileged.then_some(true),
+        registry_auth: plan.registry_auth.clone(),
     };
-    let port = u64::from(placement.port);
-    let mut resources = scalars(&job.resources, allocation);
-    resources.push(v1::Resource {
-        name: "ports".to_string(),
-        r#type: v1::value::Type::Ranges as i32,
-        ranges: Some(v1::value::Ranges {
-            range: vec![v1::value::Range {
-                begin: port,
-                end: port,
-            }],
-        }),
-        allocation_info: allocation.cloned(),
-        ..Default::default()
-    });
+    let resources = task_resources(placement, allocation);
     let mut executor_env = executor.environment.clone();
     executor_env
         .entry("MESOS_STATEFUL_TASK_ID".to_string())
@@ -144,7 +153,11 @@ pub fn task_info(
                 value: framework_id.to_string(),
             }),
             command: Some(executor_command(executor, &executor_env)),
-            resources: scalars(&executor.resources, allocation),
+            resources: if placement.executor_takes.is_empty() {
+                scalars(&executor.resources, allocation)
+            } else {
+                with_allocation(placement.executor_resources(), allocation)
+            },
             name: Some(format!("{framework_name} executor")),
             shutdown_grace_period: Some(duration(executor.kill_grace_seconds + 5.0)),
             ..Default::default()
@@ -158,6 +171,46 @@ pub fn task_info(
         }),
         ..Default::default()
     }
+}
+
+/// The task's resources: those matching took from the offer (reservations and the
+/// volume included), or, for a placement made without them, the job's scalars and
+/// its port as unreserved resources.
+fn task_resources(
+    placement: &Placement,
+    allocation: Option<&v1::resource::AllocationInfo>,
+) -> Vec<v1::Resource> {
+    if !placement.reserved.is_empty() || !placement.takes.is_empty() {
+        return with_allocation(placement.task_resources(), allocation);
+    }
+    let port = u64::from(placement.port);
+    let mut resources = scalars(&placement.job.resources, allocation);
+    resources.push(v1::Resource {
+        name: "ports".to_string(),
+        r#type: v1::value::Type::Ranges as i32,
+        ranges: Some(v1::value::Ranges {
+            range: vec![v1::value::Range {
+                begin: port,
+                end: port,
+            }],
+        }),
+        allocation_info: allocation.cloned(),
+        ..Default::default()
+    });
+    resources
+}
+
+/// Fills in the allocation info of resources that do not carry their own.
+fn with_allocation(
+    mut resources: Vec<v1::Resource>,
+    allocation: Option<&v1::resource::AllocationInfo>,
+) -> Vec<v1::Resource> {
+    for resource in &mut resources {
+        if resource.allocation_info.is_none() {
+            resource.allocation_info = allocation.cloned();
+        }
+    }
+    resources
 }
 
 /// Executor id of a task: one executor per task.
@@ -264,11 +317,20 @@ mod tests {
                 },
                 colocate: false,
                 trace_parent: None,
+                volume: None,
+                bound: None,
+                placement: Default::default(),
             },
             offer_id: "o1".into(),
             agent_id: "a1".into(),
             hostname: "127.0.0.1".into(),
             port: 31005,
+            reserved: Vec::new(),
+            takes: Vec::new(),
+            executor_takes: Vec::new(),
+            new_reservation: None,
+            create_on_reserved: None,
+            volume: None,
         }
     }
 
@@ -306,6 +368,7 @@ mod tests {
             args: vec!["redis-server".into()],
             env: BTreeMap::from([("A".into(), "1".into())]),
             facts_command: vec!["true".into()],
+            ..Default::default()
         };
         let executor = ExecutorLaunch {
             command: "/opt/bin/mesos-stateful-executor".into(),
@@ -346,8 +409,105 @@ mod tests {
             .labels
             .iter()
             .any(|l| l.key == labels::INSTANCE && l.value.as_deref() == Some("cache1")));
+        assert!(spec.port_mappings.is_empty() && spec.mounts.is_empty());
+        assert_eq!((spec.privileged, spec.registry_auth), (None, None));
         // Round trip through the wire format.
         let decoded = v1::TaskInfo::decode(task.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded, task);
+    }
+
+    #[test]
+    fn task_info_carries_bridge_ports_mounts_privilege_and_registry_auth() {
+        let mapping = container_spec::PortMapping {
+            host_port: 31005,
+            container_port: Some(6379),
+            protocol: None,
+        };
+        let mount = container_spec::VolumeMount {
+            sandbox_path: "data".into(),
+            container_path: "/data".into(),
+            read_only: None,
+        };
+        let auth = RegistryAuth {
+            username: Some("u".into()),
+            password: Some("p".into()),
+            ..Default::default()
+        };
+        let plan = ContainerPlan {
+            image: "redis:7".into(),
+            bridge_network: true,
+            port_mappings: vec![mapping.clone()],
+            mounts: vec![mount.clone()],
+            privileged: true,
+            registry_auth: Some(auth.clone()),
+            ..Default::default()
+        };
+        let task = task_info(
+            &placement(),
+            &plan,
+            "fw1",
+            "mesos-stateful",
+            &ExecutorLaunch::default(),
+            None,
+        );
+        let spec = ContainerSpec::decode(task.data.clone().unwrap()).unwrap();
+        assert_eq!(spec.network, Some(NetworkMode::Bridge as i32));
+        assert_eq!(spec.port_mappings, [mapping]);
+        assert_eq!(spec.mounts, [mount]);
+        assert_eq!(spec.privileged, Some(true));
+        assert_eq!(spec.registry_auth, Some(auth));
+    }
+
+    #[test]
+    fn task_info_launches_with_the_resources_matching_took() {
+        let volume = v1::Resource {
+            name: "disk".into(),
+            r#type: v1::value::Type::Scalar as i32,
+            scalar: Some(v1::value::Scalar { value: 512.0 }),
+            disk: Some(v1::resource::DiskInfo {
+                persistence: Some(v1::resource::disk_info::Persistence {
+                    id: "cache1-1.1".into(),
+                    principal: None,
+                }),
+                volume: Some(v1::Volume {
+                    mode: v1::volume::Mode::Rw as i32,
+                    container_path: "data".into(),
+                    ..Default::default()
+                }),
+                source: None,
+            }),
+            ..Default::default()
+        };
+        let executor_cpus = crate::domain::offers::Take {
+            name: "cpus",
+            scalar: 0.05,
+            port: 0,
+            template: Default::default(),
+        };
+        let mut placement = placement();
+        placement.reserved = vec![volume.clone()];
+        placement.executor_takes = vec![executor_cpus.clone()];
+        let allocation = v1::resource::AllocationInfo {
+            role: Some("db".into()),
+        };
+        let task = task_info(
+            &placement,
+            &ContainerPlan::default(),
+            "fw1",
+            "mesos-stateful",
+            &ExecutorLaunch::default(),
+            Some(&allocation),
+        );
+        // The volume goes as taken, with the offer's allocation filled in.
+        assert_eq!(task.resources.len(), 1);
+        assert_eq!(task.resources[0].disk, volume.disk);
+        assert_eq!(task.resources[0].allocation_info, Some(allocation.clone()));
+        let executor = task.executor.unwrap();
+        assert_eq!(executor.resources.len(), 1);
+        assert_eq!(executor.resources[0], {
+            let mut cpus = executor_cpus.resource();
+            cpus.allocation_info = Some(allocation);
+            cpus
+        });
     }
 }

@@ -6,7 +6,11 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-use mesos_stateful_store::records::{InstanceSpec, Resources};
+use mesos_stateful_store::records::{
+    Constraint, ConstraintOperator, InstanceSpec, PlacementSpec, Resources, VolumeSpec,
+};
+
+use super::constraints::PlacementRules;
 
 /// Longest instance name: member names (`name-12`) and task ids (`name-12.345`) must
 /// still fit in a DNS label and a Docker container name.
@@ -23,9 +27,15 @@ pub const MIN_MEM_MIB: f64 = 4.0;
 pub const MAX_ARGS: usize = 256;
 /// Longest single argument, environment name or value.
 pub const MAX_ARG_LEN: usize = 4096;
+/// Most placement constraints one instance may have.
+pub const MAX_CONSTRAINTS: usize = 16;
+/// Longest constraint field or value.
+pub const MAX_CONSTRAINT_LEN: usize = 256;
+/// Longest volume container path.
+pub const MAX_CONTAINER_PATH_LEN: usize = 255;
 
 /// Body of `POST /v1/instances`. Unknown fields are rejected.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstanceRequest {
     /// DNS label naming the instance.
@@ -46,10 +56,42 @@ pub struct CreateInstanceRequest {
     /// Environment of every member.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Persistent volume of each member; none by default.
+    #[serde(default)]
+    pub volume: Option<VolumeRequest>,
+    /// Placement rules; by default master and replicas go on distinct agents
+    /// whenever the cluster allows it.
+    #[serde(default)]
+    pub placement: Option<PlacementRequest>,
+}
+
+/// A persistent volume in a create request.
+#[derive(Debug, Clone, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeRequest {
+    /// Size in MiB.
+    pub size_mb: f64,
+    /// Relative path of one segment where the volume appears in the sandbox
+    /// (`data`).
+    pub container_path: String,
+}
+
+/// Placement rules in a create request.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementRequest {
+    /// Most members on one agent.
+    #[serde(default)]
+    pub max_per_agent: Option<u32>,
+    /// Marathon-style constraints: `[field, operator]` or `[field, operator, value]`,
+    /// with `field` `hostname` or an agent attribute and `operator` one of UNIQUE,
+    /// CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER.
+    #[serde(default)]
+    pub constraints: Vec<Vec<String>>,
 }
 
 /// Resources of each member in a create request.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourcesRequest {
     /// Cpu shares.
@@ -150,6 +192,8 @@ impl CreateInstanceRequest {
             master_args: self.master_args,
             replica_args,
             env: self.env,
+            volume: self.volume.map(validate_volume).transpose()?,
+            placement: validate_placement(self.placement.unwrap_or_default())?,
         };
         Ok((self.name, spec))
     }
@@ -231,6 +275,97 @@ fn validate_resources(resources: &ResourcesRequest) -> Result<(), ValidationErro
     check("mem", resources.mem, MIN_MEM_MIB, MAX_MIB)?;
     check("disk", resources.disk, 0.001, MAX_MIB)?;
     Ok(())
+}
+
+fn validate_volume(volume: VolumeRequest) -> Result<VolumeSpec, ValidationError> {
+    let fail = |reason: String| ValidationError::InvalidField {
+        field: "volume",
+        reason,
+    };
+    if !volume.size_mb.is_finite() || volume.size_mb < 1.0 || volume.size_mb > MAX_MIB {
+        return Err(fail(format!(
+            "size_mb must be between 1 and {MAX_MIB}, got {}",
+            volume.size_mb
+        )));
+    }
+    let path = &volume.container_path;
+    let valid_path = !path.is_empty()
+        && path.len() <= MAX_CONTAINER_PATH_LEN
+        && path != "."
+        && path != ".."
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if !valid_path {
+        return Err(fail(format!(
+            "container_path {:?} must be one relative path segment of letters, digits, '.', '_' and '-'",
+            path.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(VolumeSpec {
+        size_mb: volume.size_mb,
+        container_path: volume.container_path,
+    })
+}
+
+fn validate_placement(placement: PlacementRequest) -> Result<PlacementSpec, ValidationError> {
+    let fail = |reason: String| ValidationError::InvalidField {
+        field: "placement",
+        reason,
+    };
+    if placement.constraints.len() > MAX_CONSTRAINTS {
+        return Err(fail(format!(
+            "{} constraints, more than {MAX_CONSTRAINTS}",
+            placement.constraints.len()
+        )));
+    }
+    let mut constraints = Vec::new();
+    for parts in placement.constraints {
+        if parts
+            .iter()
+            .any(|p| p.len() > MAX_CONSTRAINT_LEN || p.contains('\0'))
+        {
+            return Err(fail(
+                "a constraint part is too long or contains NUL".to_string(),
+            ));
+        }
+        let (field, operator, value) = match parts.as_slice() {
+            [field, operator] => (field, operator, None),
+            [field, operator, value] => (field, operator, Some(value.clone())),
+            _ => {
+                return Err(fail(format!(
+                    "a constraint is [field, operator] or [field, operator, value], got {} parts",
+                    parts.len()
+                )))
+            }
+        };
+        let operator = match operator.as_str() {
+            "UNIQUE" => ConstraintOperator::Unique,
+            "CLUSTER" => ConstraintOperator::Cluster,
+            "GROUP_BY" => ConstraintOperator::GroupBy,
+            "LIKE" => ConstraintOperator::Like,
+            "UNLIKE" => ConstraintOperator::Unlike,
+            "MAX_PER" => ConstraintOperator::MaxPer,
+            other => {
+                return Err(fail(format!(
+                    "unknown operator {:?}: expected UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE or MAX_PER",
+                    other.chars().take(40).collect::<String>()
+                )))
+            }
+        };
+        constraints.push(Constraint {
+            field: field.clone(),
+            operator,
+            value,
+        });
+    }
+    let spec = PlacementSpec {
+        max_per_agent: placement.max_per_agent,
+        constraints,
+    };
+    // The same checks the OfferManager relies on: values and regular expressions.
+    PlacementRules::compile(&spec).map_err(fail)?;
+    Ok(spec)
 }
 
 fn validate_args(field: &'static str, args: &[String]) -> Result<(), ValidationError> {
@@ -352,5 +487,95 @@ mod tests {
         let mut r = request();
         r.env.insert("A=B".into(), "c".into());
         assert_eq!(r.validate().unwrap_err().code(), "invalid_field");
+    }
+
+    #[test]
+    fn volumes_are_optional_and_checked() {
+        let (_, spec) = request().validate().unwrap();
+        assert_eq!(spec.volume, None);
+        assert_eq!(spec.placement, PlacementSpec::default());
+        let check = |size_mb: f64, path: &str, ok: bool| {
+            let mut r = request();
+            r.volume = Some(VolumeRequest {
+                size_mb,
+                container_path: path.into(),
+            });
+            assert_eq!(r.validate().is_ok(), ok, "{size_mb} {path:?}");
+        };
+        check(1024.0, "data", true);
+        check(1.0, "redis-data_1.v", true);
+        check(0.0, "data", false);
+        check(f64::NAN, "data", false);
+        check(1e12, "data", false);
+        check(10.0, "", false);
+        check(10.0, "/data", false);
+        check(10.0, "a/b", false);
+        check(10.0, "..", false);
+        let json = r#"{"name":"a","image":"b","resources":{"cpus":1,"mem":8,"disk":1},
+            "volume":{"size_mb":64,"container_path":"data"}}"#;
+        let (_, spec) = serde_json::from_str::<CreateInstanceRequest>(json)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            spec.volume,
+            Some(VolumeSpec {
+                size_mb: 64.0,
+                container_path: "data".into()
+            })
+        );
+    }
+
+    #[test]
+    fn placement_constraints_are_parsed_marathon_style() {
+        let json = r#"{"name":"a","image":"b","resources":{"cpus":1,"mem":8,"disk":1},
+            "placement":{"max_per_agent":1,"constraints":[["hostname","UNIQUE"],
+            ["rack","LIKE","r[12]"],["zone","GROUP_BY","3"],["rack","MAX_PER","2"]]}}"#;
+        let (_, spec) = serde_json::from_str::<CreateInstanceRequest>(json)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(spec.placement.max_per_agent, Some(1));
+        let operators: Vec<_> = spec
+            .placement
+            .constraints
+            .iter()
+            .map(|c| c.operator)
+            .collect();
+        assert_eq!(
+            operators,
+            [
+                ConstraintOperator::Unique,
+                ConstraintOperator::Like,
+                ConstraintOperator::GroupBy,
+                ConstraintOperator::MaxPer
+            ]
+        );
+        assert_eq!(
+            spec.placement.constraints[1].value.as_deref(),
+            Some("r[12]")
+        );
+
+        let refused = |constraints: &[&[&str]], max_per_agent: Option<u32>| {
+            let mut r = request();
+            r.placement = Some(PlacementRequest {
+                max_per_agent,
+                constraints: constraints
+                    .iter()
+                    .map(|c| c.iter().map(|s| s.to_string()).collect())
+                    .collect(),
+            });
+            let error = r.validate().unwrap_err();
+            assert_eq!(error.code(), "invalid_field", "{constraints:?}");
+            error.to_string()
+        };
+        assert!(refused(&[&["hostname"]], None).contains("parts"));
+        assert!(refused(&[&["hostname", "SOMETIMES"]], None).contains("unknown operator"));
+        assert!(refused(&[&["rack", "LIKE", "("]], None).contains("regular expression"));
+        assert!(refused(&[&["rack", "MAX_PER"]], None).contains("number"));
+        assert!(refused(&[&["hostname", "UNIQUE", "x"]], None).contains("no value"));
+        assert!(refused(&[], Some(0)).contains("max_per_agent"));
+        let many: Vec<&[&str]> = vec![&["hostname", "UNIQUE"]; MAX_CONSTRAINTS + 1];
+        assert!(refused(&many, None).contains("constraints"));
     }
 }

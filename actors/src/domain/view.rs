@@ -11,7 +11,7 @@ use mesos_stateful_store::records::{
 };
 
 /// An instance as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct InstanceView {
     /// Instance name.
     pub name: String,
@@ -29,7 +29,7 @@ pub struct InstanceView {
 }
 
 /// One member as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     /// Stable member name (`cache1-0`).
     pub name: String,
@@ -59,7 +59,7 @@ pub struct MemberView {
 }
 
 /// One stats sample of a member's container.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MemberStats {
     /// Seconds since the Unix epoch when it was taken.
     pub timestamp: Option<f64>,

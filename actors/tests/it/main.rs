@@ -4,6 +4,12 @@
 // Helpers outside #[test] functions unwrap too: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api;
+mod crash;
+mod fuzz;
+mod lifecycle;
+mod placement;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +40,7 @@ impl Workload for Echo {
             args: substitute(&instance.spec.master_args, port, None),
             env: Default::default(),
             facts_command: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -54,6 +61,7 @@ impl Workload for Echo {
             ),
             env: Default::default(),
             facts_command: Vec::new(),
+            ..Default::default()
         }
     }
 }
@@ -77,6 +85,8 @@ fn spec(replicas: u32) -> InstanceSpec {
             "{master_port}".into(),
         ],
         env: Default::default(),
+        volume: None,
+        placement: Default::default(),
     }
 }
 
@@ -89,6 +99,9 @@ async fn start(mesos: &RecordingMesos, store: StateStore) -> System {
             listen: "127.0.0.1:0".parse().unwrap(),
             executor: ExecutorLaunch::default(),
             metrics: Arc::new(Metrics::new()),
+            api: Default::default(),
+            recovery: Default::default(),
+            queue: Default::default(),
         },
     )
     .await
@@ -361,49 +374,6 @@ async fn declines_offers_when_idle_and_kills_unknown_tasks() {
 }
 
 #[actix_rt::test]
-async fn a_lost_master_fails_the_instance() {
-    let mesos = RecordingMesos::subscribed("fw");
-    let system = start(
-        &mesos,
-        StateStore::open(Arc::new(MemPersister::new())).unwrap(),
-    )
-    .await;
-    system.creator.create("solo".into(), spec(0)).await.unwrap();
-    system
-        .handle_event(offers("o1", "a1", (31000, 31010)))
-        .await
-        .unwrap();
-    eventually("the launch", || async { launched_tasks(&mesos).len() == 1 }).await;
-    system
-        .handle_event(update(
-            "solo-0.1",
-            "a1",
-            v1::TaskState::TaskRunning,
-            Some(1),
-        ))
-        .await
-        .unwrap();
-    eventually("RUNNING", || async {
-        status_of(&system, "solo").await == Some(InstanceStatus::Running)
-    })
-    .await;
-    system
-        .handle_event(update("solo-0.1", "a1", v1::TaskState::TaskFailed, Some(2)))
-        .await
-        .unwrap();
-    eventually("FAILED", || async {
-        status_of(&system, "solo").await == Some(InstanceStatus::Failed)
-    })
-    .await;
-    let state = system.state.get("solo").await.unwrap().unwrap();
-    assert!(state
-        .instance
-        .status_message
-        .unwrap()
-        .contains("master solo-0 ended"));
-}
-
-#[actix_rt::test]
 async fn state_survives_a_restart_and_unplaced_members_are_requeued() {
     let persister = Arc::new(MemPersister::new());
     let mesos = RecordingMesos::subscribed("fw");
@@ -506,7 +476,10 @@ async fn rest_api_answers_and_refuses_bad_requests() {
         response.headers().get("location").unwrap(),
         "/v1/instances/web1"
     );
+    // A repeated create is answered as the first; another body for the name conflicts.
     let response = test::call_service(&app, post(valid)).await;
+    assert_eq!(response.status().as_u16(), 202);
+    let response = test::call_service(&app, post(&valid.replace("redis:7", "redis:8"))).await;
     assert_eq!(response.status().as_u16(), 409);
 
     let wrong_type = test::TestRequest::post()

@@ -100,6 +100,8 @@ struct Shared {
     /// Known FrameworkID (stored or assigned); set before anything else.
     framework_id: Mutex<Option<String>>,
     session: watch::Sender<Option<Session>>,
+    /// Whether a subscription is up (mirrors `session`, for observers).
+    subscribed: watch::Sender<bool>,
     stream_http: reqwest::Client,
     calls_http: reqwest::Client,
 }
@@ -159,6 +161,7 @@ impl MesosClient {
                 .map_err(|e| SchedulerError::Config(format!("http client: {e}")))
         };
         let (session, _) = watch::channel(None);
+        let (subscribed, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             masters: leader::Masters::start(spec),
             authorization: settings
@@ -169,12 +172,19 @@ impl MesosClient {
             options,
             framework_id: Mutex::new(framework_id),
             session,
+            subscribed,
             stream_http: build()?,
             calls_http: build()?,
         });
         let (calls, receiver) = mpsc::unbounded_channel();
         tokio::spawn(calls::send_calls(shared.clone(), receiver));
         Ok(MesosClient { shared, calls })
+    }
+
+    /// Whether a subscription is up, as it changes: `true` once SUBSCRIBED has been
+    /// handled, `false` when the stream ends for any reason.
+    pub fn watch_subscribed(&self) -> watch::Receiver<bool> {
+        self.shared.subscribed.subscribe()
     }
 
     /// Base URL of the master of the current subscription, if subscribed.
@@ -223,6 +233,7 @@ impl MesosClient {
                 }
             };
             let was_subscribed = self.shared.session.send_replace(None).is_some();
+            self.shared.subscribed.send_replace(false);
             match ended {
                 Ended::LeaderChanged => {
                     tracing::info!(previous = %master, "leading master changed; re-subscribing");
@@ -268,6 +279,10 @@ impl MesosCalls for MesosClient {
 
     fn subscribed_master(&self) -> Option<String> {
         MesosClient::subscribed_master(self)
+    }
+
+    fn principal(&self) -> Option<String> {
+        self.shared.settings.effective_principal()
     }
 }
 

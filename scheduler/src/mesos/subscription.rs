@@ -171,6 +171,7 @@ where
                         stream_id: stream_id.clone(),
                         framework_id,
                     }));
+                    shared.subscribed.send_replace(true);
                     continue;
                 }
                 event::Type::Error => {
