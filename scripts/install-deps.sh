@@ -31,4 +31,11 @@ fi
 here=$(dirname "$0")
 # pymesos, the third-party client devcluster is checked against.
 "$here/../integration-tests/python/install-pymesos.sh"
+# schemathesis, which checks the REST API against its OpenAPI document.
+if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
+    pip_flags=(--disable-pip-version-check --no-input)
+    python3 -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)' \
+        && pip_flags+=(--break-system-packages)
+    python3 -m pip install "${pip_flags[@]}" 'schemathesis>=4.32,<5'
+fi
 "$here/build-test-images.sh"

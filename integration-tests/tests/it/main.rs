@@ -7,7 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent_restart;
+mod cli;
+mod conformance;
 mod dev_restart;
+mod leader_change;
+mod placement_volumes;
 mod redis_end_to_end;
+mod redis_failover;
+mod schemathesis;
 mod support;
 mod tracing_export;

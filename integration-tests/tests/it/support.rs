@@ -53,11 +53,13 @@ pub fn test_executor() -> ExecutorLaunch {
 pub async fn start_scheduler(master: String, dir: &Path, executor: ExecutorLaunch) -> Scheduler {
     Scheduler::start(
         SchedulerConfig {
+            recovery: Default::default(),
             master,
             data_dir: dir.join("data"),
             listen: "127.0.0.1:0".parse().unwrap(),
             executor,
             framework: FrameworkSettings::default(),
+            api: Default::default(),
         },
         Arc::new(GenericContainer),
     )

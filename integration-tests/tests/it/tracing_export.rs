@@ -4,7 +4,8 @@
 //! `StateManager::CreateInstance`, `BufferManager::QueueLaunch` and, once an offer
 //! placed the member, `OfferManager::Launch` → (Mesos UPDATE) →
 //! `Maintainer::ApplyUpdate` → `StateManager::Write`, and in the executor
-//! `Executor::Launch` → `Executor::Create`, `Executor::Start`.
+//! `Executor::Launch` → `Executor::Create`, `Executor::Start`. The same receiver
+//! gets the scheduler's metrics by OTLP (`/v1/metrics`), with the counters moved.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +44,57 @@ struct ScopeSpans {
     spans: Vec<Span>,
 }
 
+/// The parts of OTLP's `ExportMetricsServiceRequest` this test reads: monotonic
+/// sums and their double values (field numbers from opentelemetry-proto's metrics
+/// messages).
+#[derive(Clone, PartialEq, Message)]
+struct ExportMetricsServiceRequest {
+    #[prost(message, repeated, tag = "1")]
+    resource_metrics: Vec<ResourceMetrics>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ResourceMetrics {
+    #[prost(message, repeated, tag = "2")]
+    scope_metrics: Vec<ScopeMetrics>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ScopeMetrics {
+    #[prost(message, repeated, tag = "2")]
+    metrics: Vec<Metric>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Metric {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(message, optional, tag = "7")]
+    sum: Option<Sum>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Sum {
+    #[prost(message, repeated, tag = "1")]
+    data_points: Vec<NumberDataPoint>,
+    #[prost(bool, tag = "3")]
+    is_monotonic: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct NumberDataPoint {
+    #[prost(double, optional, tag = "4")]
+    as_double: Option<f64>,
+}
+
+/// What the receiver got.
+#[derive(Default)]
+struct Received {
+    spans: Vec<Span>,
+    /// Latest value of each monotonic sum, summed over its points.
+    sums: std::collections::HashMap<String, f64>,
+}
+
 #[derive(Clone, PartialEq, Message)]
 struct Span {
     #[prost(bytes = "vec", tag = "1")]
@@ -55,11 +107,11 @@ struct Span {
     name: String,
 }
 
-/// Starts an OTLP/HTTP receiver on 127.0.0.1; returns its endpoint and the spans.
-async fn start_receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
+/// Starts an OTLP/HTTP receiver on 127.0.0.1; returns its endpoint and what it got.
+async fn start_receiver() -> (String, Arc<Mutex<Received>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let spans = Arc::new(Mutex::new(Vec::new()));
+    let spans = Arc::new(Mutex::new(Received::default()));
     let received = spans.clone();
     tokio::spawn(async move {
         loop {
@@ -80,10 +132,28 @@ async fn start_receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
                             .unwrap_or_default();
                         if path == "/v1/traces" {
                             if let Ok(export) = ExportTraceServiceRequest::decode(body) {
-                                let mut spans = received.lock().unwrap();
+                                let mut received = received.lock().unwrap();
                                 for resource in export.resource_spans {
                                     for scope in resource.scope_spans {
-                                        spans.extend(scope.spans);
+                                        received.spans.extend(scope.spans);
+                                    }
+                                }
+                            }
+                        } else if path == "/v1/metrics" {
+                            if let Ok(export) = ExportMetricsServiceRequest::decode(body) {
+                                let mut received = received.lock().unwrap();
+                                for resource in export.resource_metrics {
+                                    for scope in resource.scope_metrics {
+                                        for metric in scope.metrics {
+                                            let Some(sum) = metric.sum else { continue };
+                                            assert!(sum.is_monotonic, "{}", metric.name);
+                                            let total = sum
+                                                .data_points
+                                                .iter()
+                                                .filter_map(|p| p.as_double)
+                                                .sum();
+                                            received.sums.insert(metric.name, total);
+                                        }
                                     }
                                 }
                             }
@@ -108,11 +178,12 @@ const INSTANCE: &str = "e2e-traced";
 async fn a_create_is_one_connected_trace_across_actors() {
     require_image(BUSYBOX_IMAGE);
     remove_containers_of(INSTANCE);
-    let (endpoint, spans) = start_receiver().await;
+    let (endpoint, receiver) = start_receiver().await;
     // This test binary process is the only one reading these variables.
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
     std::env::set_var("OTEL_SERVICE_NAME", "mesos-stateful-test");
     std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
+    std::env::set_var("OTEL_METRIC_EXPORT_INTERVAL", "300");
     let telemetry = telemetry::init(LogFormat::Pretty);
     assert!(telemetry.exporting());
 
@@ -149,9 +220,9 @@ async fn a_create_is_one_connected_trace_across_actors() {
     assert_eq!(response.status().as_u16(), 202);
 
     let spans: Vec<Span> = wait_for("the exported spans", Duration::from_secs(60), || {
-        let spans = spans.clone();
+        let receiver = receiver.clone();
         async move {
-            let spans = spans.lock().unwrap().clone();
+            let spans = receiver.lock().unwrap().spans.clone();
             let applied_running = spans.iter().any(|s| s.name == "Maintainer::ApplyUpdate")
                 && spans.iter().any(|s| s.name == "OfferManager::Launch")
                 && spans.iter().any(|s| s.name == "Executor::Start");
@@ -224,6 +295,21 @@ async fn a_create_is_one_connected_trace_across_actors() {
             .any(|w| applied.iter().any(|a| w.parent_span_id == a.span_id)),
         "the update's write is a child of the update"
     );
+
+    // The metrics arrive by OTLP too, with the launch counted.
+    wait_for("the exported metrics", Duration::from_secs(30), || {
+        let receiver = receiver.clone();
+        async move {
+            let received = receiver.lock().unwrap();
+            let launches = received.sums.get("mesos_stateful_task_launches").copied();
+            let subscriptions = received
+                .sums
+                .get("mesos_stateful_mesos_subscriptions")
+                .copied();
+            (launches >= Some(1.0) && subscriptions >= Some(1.0)).then_some(())
+        }
+    })
+    .await;
 
     let http = reqwest::Client::new();
     let response = http
