@@ -141,6 +141,9 @@ pub struct SandboxMount {
     pub container_path: String,
     /// Whether the container may only read it.
     pub read_only: bool,
+    /// The persistence id when this is a persistent volume of the task's resources:
+    /// the agent may have put it in the sandbox as a link to its volume directory.
+    pub persistence_id: Option<String>,
 }
 
 /// Who the containers belong to, written into their labels.
@@ -369,10 +372,15 @@ fn plan_mounts(task: &TaskInfo, spec: &ContainerSpec) -> Result<Vec<SandboxMount
             sandbox_path: normalized(sandbox_path),
             container_path: mount.container_path.clone(),
             read_only: mount.read_only(),
+            persistence_id: None,
         });
     }
     for resource in &task.resources {
-        let Some(disk) = resource.disk.as_ref().filter(|d| d.persistence.is_some()) else {
+        let Some((disk, persistence)) = resource
+            .disk
+            .as_ref()
+            .and_then(|d| d.persistence.as_ref().map(|p| (d, p)))
+        else {
             continue;
         };
         let Some(volume) = &disk.volume else {
@@ -386,16 +394,18 @@ fn plan_mounts(task: &TaskInfo, spec: &ContainerSpec) -> Result<Vec<SandboxMount
             ));
         }
         let sandbox_path = normalized(path);
-        if mounts
-            .iter()
-            .any(|mount| mount.sandbox_path == sandbox_path)
+        if let Some(mount) = mounts
+            .iter_mut()
+            .find(|mount| mount.sandbox_path == sandbox_path)
         {
+            mount.persistence_id = Some(persistence.id.clone());
             continue;
         }
         mounts.push(SandboxMount {
             container_path: format!("/{}", sandbox_path.display()),
             sandbox_path,
             read_only: volume.mode() == volume::Mode::Ro,
+            persistence_id: Some(persistence.id.clone()),
         });
     }
     Ok(mounts)
@@ -913,7 +923,7 @@ mod tests {
             scalar: Some(value::Scalar { value: 64.0 }),
             disk: Some(resource::DiskInfo {
                 persistence: Some(resource::disk_info::Persistence {
-                    id: "pv-1".into(),
+                    id: format!("pv-{container_path}"),
                     principal: None,
                 }),
                 volume: Some(Volume {
@@ -944,6 +954,14 @@ mod tests {
             sandbox_path: sandbox_path.into(),
             container_path: container_path.into(),
             read_only,
+            persistence_id: None,
+        }
+    }
+
+    fn volume_mount(sandbox_path: &str, container_path: &str, read_only: bool) -> SandboxMount {
+        SandboxMount {
+            persistence_id: Some(format!("pv-{sandbox_path}")),
+            ..sandbox_mount(sandbox_path, container_path, read_only)
         }
     }
 
@@ -970,8 +988,8 @@ mod tests {
             plan.mounts,
             [
                 sandbox_mount("conf", "/etc/redis", true),
-                sandbox_mount("data", "/var/lib/redis", false),
-                sandbox_mount("backups", "/backups", true),
+                volume_mount("data", "/var/lib/redis", false),
+                volume_mount("backups", "/backups", true),
             ]
         );
     }

@@ -9,6 +9,14 @@
 //! sandbox. Only directories inside the sandbox are ever bound: host paths outside it
 //! never reach the engine.
 //!
+//! One exception, made by the agent rather than by the task: a persistent volume.
+//! An agent without a mount namespace for the executor (Mesos's `filesystem/posix`
+//! isolator, devcluster) puts the volume in the sandbox as a symbolic link to
+//! `<dir>/volumes/roles/<role>/<persistence id>`, where `<dir>` is an ancestor of the
+//! sandbox (the agent's work directory). Such a link is followed only as the last
+//! component of that volume's own mount, and only when it leads to exactly that shape
+//! with the task's persistence id; anything else is refused like any other link.
+//!
 //! This is blocking file I/O; the launch runs it on tokio's blocking pool.
 
 use std::io;
@@ -29,7 +37,8 @@ pub fn prepare_mounts(sandbox: &Path, mounts: &[SandboxMount]) -> Result<Vec<Bin
     mounts
         .iter()
         .map(|mount| {
-            let source = resolve_in_sandbox(&root, &mount.sandbox_path).map_err(|reason| {
+            let volume = mount.persistence_id.as_deref();
+            let source = resolve_mount(&root, &mount.sandbox_path, volume).map_err(|reason| {
                 format!(
                     "cannot mount sandbox path {}: {reason}",
                     mount.sandbox_path.display()
@@ -48,19 +57,32 @@ pub fn prepare_mounts(sandbox: &Path, mounts: &[SandboxMount]) -> Result<Vec<Bin
 /// when missing; an error if any component leads outside `root` or is not a
 /// directory.
 pub fn resolve_in_sandbox(root: &Path, relative: &Path) -> Result<PathBuf, String> {
+    resolve_mount(root, relative, None)
+}
+
+/// [`resolve_in_sandbox`], except that when `volume` names a persistent volume its
+/// last component may be the agent's link to that volume's directory.
+fn resolve_mount(root: &Path, relative: &Path, volume: Option<&str>) -> Result<PathBuf, String> {
     let mut current = root.to_path_buf();
-    for component in relative.components() {
+    let mut components = relative.components().peekable();
+    while let Some(component) = components.next() {
         let name = match component {
             Component::Normal(name) => name,
             Component::CurDir => continue,
             _ => return Err("the path must be relative, without `..`".to_owned()),
         };
+        let last = components.peek().is_none();
         let next = current.join(name);
         match std::fs::symlink_metadata(&next) {
-            Ok(_) => {
+            Ok(meta) => {
                 let resolved = next
                     .canonicalize()
                     .map_err(|err| format!("cannot resolve {}: {err}", next.display()))?;
+                if let Some(id) = volume.filter(|_| last && meta.file_type().is_symlink()) {
+                    if is_agent_volume(root, &resolved, id) && resolved.is_dir() {
+                        return Ok(resolved);
+                    }
+                }
                 if !resolved.starts_with(root) {
                     return Err(format!(
                         "{} leads outside the sandbox (to {})",
@@ -92,6 +114,25 @@ pub fn resolve_in_sandbox(root: &Path, relative: &Path) -> Result<PathBuf, Strin
     }
 }
 
+/// Whether the canonical `target` is `<dir>/volumes/roles/<role>/<id>` for some
+/// ancestor `<dir>` of the canonical sandbox `root` and a role of one or more plain
+/// components.
+fn is_agent_volume(root: &Path, target: &Path, id: &str) -> bool {
+    if target.file_name().and_then(|name| name.to_str()) != Some(id) {
+        return false;
+    }
+    root.ancestors().skip(1).any(|dir| {
+        let Ok(rest) = target.strip_prefix(dir.join("volumes").join("roles")) else {
+            return false;
+        };
+        // The role, then the id: at least two components, all plain.
+        rest.components().count() >= 2
+            && rest
+                .components()
+                .all(|component| matches!(component, Component::Normal(_)))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,7 +142,73 @@ mod tests {
             sandbox_path: sandbox_path.into(),
             container_path: container_path.into(),
             read_only,
+            persistence_id: None,
         }
+    }
+
+    /// An agent's layout: `<work>/agents/a1/runs/c1` as the sandbox, volumes under
+    /// `<work>/agents/a1/volumes/roles/<role>/<id>` (devcluster's; Mesos's sits one
+    /// level higher, which the same rule admits).
+    fn agent_layout() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let work = tempfile::tempdir().unwrap();
+        let agent = work.path().canonicalize().unwrap().join("agents/a1");
+        let sandbox = agent.join("runs/c1");
+        std::fs::create_dir_all(&sandbox).unwrap();
+        (work, agent, sandbox)
+    }
+
+    fn volume_mount(sandbox_path: &str, id: &str) -> SandboxMount {
+        SandboxMount {
+            persistence_id: Some(id.into()),
+            ..mount(sandbox_path, "/data", false)
+        }
+    }
+
+    #[test]
+    fn the_agents_link_to_a_persistent_volume_is_followed() {
+        let (_work, agent, sandbox) = agent_layout();
+        let volume = agent.join("volumes/roles/db/cache-0.1");
+        std::fs::create_dir_all(&volume).unwrap();
+        std::os::unix::fs::symlink(&volume, sandbox.join("data")).unwrap();
+
+        let binds = prepare_mounts(&sandbox, &[volume_mount("data", "cache-0.1")]).unwrap();
+        assert_eq!(binds[0].source, volume.to_string_lossy().into_owned());
+
+        // The same link without the volume's id, or for another id, is refused.
+        for mount in [
+            mount("data", "/data", false),
+            volume_mount("data", "cache-0.2"),
+        ] {
+            let err = prepare_mounts(&sandbox, &[mount]).unwrap_err();
+            assert!(err.contains("leads outside the sandbox"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_volume_link_must_have_the_agents_shape() {
+        let (work, agent, sandbox) = agent_layout();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let cases = [
+            // Right id, not under volumes/roles.
+            agent.join("secrets/cache-0.1"),
+            // volumes/roles without a role.
+            agent.join("volumes/roles/cache-0.1"),
+            // The shape, but not under an ancestor of the sandbox.
+            elsewhere.path().join("volumes/roles/db/cache-0.1"),
+        ];
+        for (n, target) in cases.iter().enumerate() {
+            std::fs::create_dir_all(target).unwrap();
+            let link = format!("data{n}");
+            std::os::unix::fs::symlink(target, sandbox.join(&link)).unwrap();
+            let err = prepare_mounts(&sandbox, &[volume_mount(&link, "cache-0.1")]).unwrap_err();
+            assert!(err.contains("leads outside the sandbox"), "{err}");
+        }
+        // A link in the middle of the volume's path is not the agent's: refused.
+        let volume = agent.join("volumes/roles/db/cache-0.1");
+        std::os::unix::fs::symlink(agent.join("volumes/roles/db"), sandbox.join("mid")).unwrap();
+        let err = prepare_mounts(&sandbox, &[volume_mount("mid/cache-0.1", "cache-0.1")]);
+        assert!(err.is_err(), "{err:?} for {}", volume.display());
+        drop(work);
     }
 
     #[test]
