@@ -203,7 +203,11 @@ pub fn run_effects(shared: &Arc<Shared>, effects: Vec<Effect>) {
 }
 
 async fn launch_executor(shared: Arc<Shared>, request: process::SpawnRequest) {
-    let started = process::prepare_sandbox(&request).and_then(|()| process::spawn(&request));
+    let started = match process::prepare_sandbox(&request) {
+        Ok(()) => process::fetch_remote(&request).await,
+        Err(error) => Err(error),
+    }
+    .and_then(|()| process::spawn(&request));
     let mut child = match started {
         Ok(child) => child,
         Err(error) => {

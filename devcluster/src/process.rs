@@ -1,6 +1,10 @@
 //! Executor processes: the sandbox, the fetched URIs, the environment of §2.4, the
 //! command line of §2.5, and signals.
 //!
+//! The fetcher copies local files (`file://` or absolute paths) and downloads
+//! `http://` URIs, naming the file by `output_file` or the last segment of the path,
+//! as Mesos's fetcher does; it has no cache, no extraction and no `https://`.
+//!
 //! Deviation from Mesos, for convenient local runs: `DOCKER_HOST` and `RUST_LOG` are
 //! passed through from devcluster's own environment when set (a real agent builds
 //! the environment from scratch). No `user` switching, containerization or resource
@@ -192,15 +196,18 @@ pub fn prepare_sandbox(request: &SpawnRequest) -> Result<(), DevClusterError> {
     })?;
     link_volumes(&request.sandbox, &request.volumes)?;
     for uri in &request.command.uris {
+        if is_remote(&uri.value) {
+            continue;
+        }
         let source = match uri.value.strip_prefix("file://") {
             Some(path) => PathBuf::from(path),
             None if uri.value.starts_with('/') => PathBuf::from(&uri.value),
-            None => {
-                return Err(DevClusterError::Fetch {
-                    uri: uri.value.clone(),
-                    reason: "only local files (file:// or absolute paths) can be fetched".into(),
-                })
-            }
+            None => return Err(DevClusterError::Fetch {
+                uri: uri.value.clone(),
+                reason:
+                    "only local files (file:// or absolute paths) and http:// URIs can be fetched"
+                        .into(),
+            }),
         };
         let name = match &uri.output_file {
             Some(name) => PathBuf::from(name),
@@ -233,6 +240,85 @@ pub fn prepare_sandbox(request: &SpawnRequest) -> Result<(), DevClusterError> {
                     reason: error.to_string(),
                 }
             })?;
+        }
+    }
+    Ok(())
+}
+
+/// Longest a download of one URI may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Largest file the fetcher downloads.
+const FETCH_LIMIT_BYTES: usize = 1 << 30;
+
+/// Whether the fetcher downloads `uri` over the network rather than copying it.
+fn is_remote(uri: &str) -> bool {
+    uri.starts_with("http://") || uri.starts_with("https://")
+}
+
+/// Downloads the `http://` URIs of the command into the sandbox (made by
+/// [`prepare_sandbox`] first).
+pub async fn fetch_remote(request: &SpawnRequest) -> Result<(), DevClusterError> {
+    let remote: Vec<_> = request
+        .command
+        .uris
+        .iter()
+        .filter(|uri| is_remote(&uri.value))
+        .collect();
+    if remote.is_empty() {
+        return Ok(());
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    for uri in remote {
+        let fail = |reason: String| DevClusterError::Fetch {
+            uri: uri.value.clone(),
+            reason,
+        };
+        let parsed: hyper::Uri = uri
+            .value
+            .parse()
+            .map_err(|e| fail(format!("not a URI: {e}")))?;
+        if parsed.scheme_str() != Some("http") {
+            return Err(fail(
+                "https:// is not supported by devcluster's fetcher".into(),
+            ));
+        }
+        let name = match &uri.output_file {
+            Some(name) => PathBuf::from(name),
+            None => parsed
+                .path()
+                .rsplit('/')
+                .next()
+                .filter(|name| !name.is_empty() && *name != "." && *name != "..")
+                .map(PathBuf::from)
+                .ok_or_else(|| fail("the path has no file name".into()))?,
+        };
+        let download = async {
+            let response = client
+                .get(parsed.clone())
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            if !response.status().is_success() {
+                return Err(fail(format!("the server answered {}", response.status())));
+            }
+            let body = http_body_util::Limited::new(response.into_body(), FETCH_LIMIT_BYTES);
+            http_body_util::BodyExt::collect(body)
+                .await
+                .map(|collected| collected.to_bytes())
+                .map_err(|e| fail(format!("reading the body: {e}")))
+        };
+        let bytes = tokio::time::timeout(FETCH_TIMEOUT, download)
+            .await
+            .map_err(|_| fail(format!("no answer within {FETCH_TIMEOUT:?}")))??;
+        let target = request.sandbox.join(name);
+        tokio::fs::write(&target, &bytes)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if uri.executable.unwrap_or(false) {
+            tokio::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
         }
     }
     Ok(())

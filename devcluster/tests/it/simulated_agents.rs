@@ -15,6 +15,8 @@ async fn simulated_agents_offer_and_run_tasks_without_processes() {
             delay: Duration::from_millis(200),
             ..SimulatedAgents::default()
         },
+        // No retry of TASK_STARTING may race its acknowledgement below.
+        status_update_retry_interval: Duration::from_secs(10),
         ..config(dir.path())
     })
     .await
