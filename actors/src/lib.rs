@@ -22,7 +22,6 @@
 //! - [`actor`]: the actors and their handles; [`System`](actor::System) wires them.
 //! - [`http`]: the REST API's routes, errors, security, event stream and OpenAPI document.
 //! - [`telemetry`]: the span of each handled message and the Prometheus instruments.
-//! - [`artifacts`]: the executor binary served to agents' fetchers, named by digest.
 //!
 //! # Must not
 //! Speak HTTP to Mesos (that is the scheduler crate's client, behind `MesosCalls`),
@@ -30,7 +29,6 @@
 //! an actor thread.
 
 pub mod actor;
-pub mod artifacts;
 pub mod domain;
 pub mod error;
 pub mod http;

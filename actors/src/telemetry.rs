@@ -225,7 +225,7 @@ pub struct Metrics {
     pub mesos_subscribed: Gauge,
     /// Subscriptions lost (stream ended, master changed or failed) after being up.
     pub mesos_disconnects: Counter,
-    /// Members promoted to master after their master was lost.
+    /// Members promoted to master (after their master was lost, or in a rolling update).
     pub promotions: Counter,
     /// Members relaunched or replaced after their task ended.
     pub relaunches: Counter,

@@ -155,3 +155,71 @@ pub trait Workload: Send + Sync + Debug + 'static {
         None
     }
 }
+
+/// A workload registered under another framework name or role (the operator's
+/// `--role`): `config` answers `config`, every other callback goes to `inner`.
+#[derive(Debug, Clone)]
+pub struct Configured<W> {
+    /// The workload whose behaviour is kept.
+    pub inner: W,
+    /// The settings that replace the inner workload's.
+    pub config: WorkloadConfig,
+}
+
+impl<W: Workload> Workload for Configured<W> {
+    fn config(&self) -> WorkloadConfig {
+        self.config.clone()
+    }
+
+    fn start(&self, instance: &InstanceView) -> Vec<Action> {
+        self.inner.start(instance)
+    }
+
+    fn start_master(
+        &self,
+        instance: &InstanceView,
+        member: &MemberView,
+        port: u16,
+    ) -> ContainerPlan {
+        self.inner.start_master(instance, member, port)
+    }
+
+    fn start_replica(
+        &self,
+        instance: &InstanceView,
+        member: &MemberView,
+        port: u16,
+        master: Option<&MemberView>,
+    ) -> ContainerPlan {
+        self.inner.start_replica(instance, member, port, master)
+    }
+
+    fn master_running(&self, instance: &InstanceView, member: &MemberView) -> Vec<Action> {
+        self.inner.master_running(instance, member)
+    }
+
+    fn replica_running(&self, instance: &InstanceView, member: &MemberView) -> Vec<Action> {
+        self.inner.replica_running(instance, member)
+    }
+
+    fn master_lost(&self, instance: &InstanceView, member: &MemberView) -> Vec<Action> {
+        self.inner.master_lost(instance, member)
+    }
+
+    fn replica_lost(&self, instance: &InstanceView, member: &MemberView) -> Vec<Action> {
+        self.inner.replica_lost(instance, member)
+    }
+
+    fn replica_of_command(
+        &self,
+        instance: &InstanceView,
+        replica: &MemberView,
+        master: &MemberView,
+    ) -> Option<Vec<String>> {
+        self.inner.replica_of_command(instance, replica, master)
+    }
+
+    fn promote_command(&self, instance: &InstanceView, member: &MemberView) -> Option<Vec<String>> {
+        self.inner.promote_command(instance, member)
+    }
+}

@@ -22,6 +22,7 @@ impl Workload for GenericContainer {
             image: instance.spec.image.clone(),
             args: substitute(&instance.spec.master_args, port, None),
             env: instance.spec.env.clone(),
+            privileged: instance.spec.privileged,
             facts_command: Vec::new(),
             ..Default::default()
         }
@@ -40,6 +41,7 @@ impl Workload for GenericContainer {
             image: instance.spec.image.clone(),
             args: substitute(&instance.spec.replica_args, port, master),
             env: instance.spec.env.clone(),
+            privileged: instance.spec.privileged,
             facts_command: Vec::new(),
             ..Default::default()
         }
@@ -76,6 +78,7 @@ mod tests {
                 env: Default::default(),
                 volume: None,
                 placement: Default::default(),
+                privileged: false,
             },
             version: 1,
             members: vec![],
@@ -114,6 +117,20 @@ mod tests {
             ["--port", "31001", "--replicaof", "10.0.0.1", "31000"]
         );
         assert_eq!(plan.image, "redis");
+        assert!(!plan.privileged);
+        // Privilege comes from the spec (which the API accepts only when allowed).
+        let mut privileged = view();
+        privileged.spec.privileged = true;
+        assert!(
+            GenericContainer
+                .start_master(&privileged, &master, 1)
+                .privileged
+        );
+        assert!(
+            GenericContainer
+                .start_replica(&privileged, &member(1, None, None), 2, Some(&master))
+                .privileged
+        );
     }
 
     #[test]

@@ -29,6 +29,6 @@ pub use mesos::{ClientOptions, Credentials, FrameworkSettings, MasterSpec, Mesos
 pub use mesos_stateful_actors::domain::launch::{ContainerPlan, ExecutorLaunch};
 pub use mesos_stateful_actors::domain::recovery::RecoveryConfig;
 pub use mesos_stateful_actors::domain::view::{InstanceView, MemberView};
-pub use mesos_stateful_actors::workload::{Action, Workload, WorkloadConfig};
+pub use mesos_stateful_actors::workload::{Action, Configured, Workload, WorkloadConfig};
 pub use redis::RedisWorkload;
 pub use run::{run, SchedulerConfig};

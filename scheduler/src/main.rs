@@ -11,11 +11,13 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use mesos_stateful_actors::actor::http_lib::{ApiSettings, TlsFiles};
+use mesos_stateful_actors::http::artifacts::{Artifact, Artifacts};
 use mesos_stateful_actors::http::security::{RateLimit, Tokens};
 use mesos_stateful_scheduler::run::{start_devcluster, DevSettings};
 use mesos_stateful_scheduler::telemetry::{self, LogFormat};
 use mesos_stateful_scheduler::{
-    ExecutorLaunch, FrameworkSettings, GenericContainer, RedisWorkload, SchedulerConfig,
+    Configured, ExecutorLaunch, FrameworkSettings, GenericContainer, RedisWorkload,
+    SchedulerConfig, WorkloadConfig,
 };
 
 #[derive(Debug, Parser)]
@@ -84,10 +86,16 @@ enum Command {
         /// `zk://host:port[,host:port…]/path`.
         #[arg(long, env = "MESOS_STATEFUL_MASTER")]
         master: String,
-        /// URI the agents' fetcher downloads the executor from (instead of a path
-        /// present on every agent).
-        #[arg(long)]
+        /// URI the agents' fetcher downloads the executor from. Without it (and
+        /// without --executor-path) the scheduler serves its own executor binary at
+        /// `<advertise URL>/v1/artifacts/<sha256>/mesos-stateful-executor`.
+        #[arg(long, conflicts_with = "executor_path")]
         executor_uri: Option<String>,
+        /// Base URL at which agents reach this scheduler's API, for fetching the
+        /// executor it serves (default: the --listen address; required when that is
+        /// 0.0.0.0 or ::).
+        #[arg(long, env = "MESOS_STATEFUL_ADVERTISE_URL")]
+        advertise_url: Option<String>,
     },
 }
 
@@ -102,6 +110,10 @@ struct Common {
     /// Listen beyond loopback without bearer tokens (not recommended).
     #[arg(long)]
     insecure: bool,
+    /// Let creates ask for privileged containers (`"privileged": true`); the
+    /// executors are told to allow them. Off by default.
+    #[arg(long)]
+    allow_privileged: bool,
     /// File of the API's bearer tokens, one per line (`#` starts a comment); else
     /// MESOS_STATEFUL_API_TOKENS (comma-separated). Without tokens, no authentication.
     #[arg(long, env = "MESOS_STATEFUL_API_TOKENS_FILE")]
@@ -144,6 +156,10 @@ struct Common {
     /// failover.
     #[arg(long, value_enum, default_value_t = WorkloadKind::Generic)]
     workload: WorkloadKind,
+    /// Mesos role the framework registers with and reserves resources for. Members
+    /// with a persistent volume need a role other than `*`.
+    #[arg(long, default_value = "*", env = "MESOS_STATEFUL_ROLE")]
+    role: String,
     /// Seconds before the first relaunch of a lost member; doubles per failure.
     #[arg(long, default_value_t = 1.0)]
     relaunch_backoff: f64,
@@ -166,10 +182,20 @@ enum WorkloadKind {
 }
 
 impl WorkloadKind {
-    fn workload(self) -> Arc<dyn mesos_stateful_scheduler::Workload> {
+    fn workload(self, role: &str) -> Arc<dyn mesos_stateful_scheduler::Workload> {
+        fn with_role<W: mesos_stateful_scheduler::Workload>(
+            inner: W,
+            role: &str,
+        ) -> Arc<dyn mesos_stateful_scheduler::Workload> {
+            let config = WorkloadConfig {
+                role: role.to_string(),
+                ..inner.config()
+            };
+            Arc::new(Configured { inner, config })
+        }
         match self {
-            WorkloadKind::Generic => Arc::new(GenericContainer),
-            WorkloadKind::Redis => Arc::new(RedisWorkload),
+            WorkloadKind::Generic => with_role(GenericContainer, role),
+            WorkloadKind::Redis => with_role(RedisWorkload, role),
         }
     }
 }
@@ -188,7 +214,11 @@ fn parse_stats_interval(value: &str) -> Result<f64, String> {
     }
 }
 
-fn executor_launch(common: &Common, uri: Option<String>) -> anyhow::Result<ExecutorLaunch> {
+fn executor_launch(
+    common: &Common,
+    uri: Option<String>,
+    log_format: LogFormat,
+) -> anyhow::Result<ExecutorLaunch> {
     let command = match (&common.executor_path, &uri) {
         (Some(path), _) => path.clone(),
         // The fetcher puts the file in the sandbox, the executor's working directory;
@@ -213,6 +243,18 @@ fn executor_launch(common: &Common, uri: Option<String>) -> anyhow::Result<Execu
     if let Ok(filter) = std::env::var("RUST_LOG") {
         launch.environment.insert("RUST_LOG".to_string(), filter);
     }
+    if common.allow_privileged {
+        launch.environment.insert(
+            "MESOS_STATEFUL_ALLOW_PRIVILEGED".to_string(),
+            "1".to_string(),
+        );
+    }
+    // Executors log in the scheduler's format.
+    if log_format == LogFormat::Json {
+        launch
+            .environment
+            .insert("MESOS_STATEFUL_LOG_FORMAT".to_string(), "json".to_string());
+    }
     // Executors export their spans where the scheduler does, under their own
     // service name.
     for (name, value) in std::env::vars() {
@@ -221,6 +263,41 @@ fn executor_launch(common: &Common, uri: Option<String>) -> anyhow::Result<Execu
         }
     }
     Ok(launch)
+}
+
+/// The executor binary next to this program, hashed, and the URL agents fetch it
+/// from: `advertise_url` (else the API's listen address) and the artifact's path.
+fn served_executor(
+    common: &Common,
+    advertise_url: Option<&str>,
+) -> anyhow::Result<(Artifact, String)> {
+    let path = std::env::current_exe()
+        .context("locating this program")?
+        .with_file_name("mesos-stateful-executor");
+    let artifact = Artifact::load(&path).with_context(|| {
+        format!(
+            "reading the executor at {} to serve it; give --executor-path or --executor-uri if it is elsewhere",
+            path.display()
+        )
+    })?;
+    let base = match advertise_url {
+        Some(url) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("--advertise-url {url}: must start with http:// or https://");
+            }
+            url.trim_end_matches('/').to_string()
+        }
+        None if common.listen.ip().is_unspecified() => bail!(
+            "listening on {}: give --advertise-url with an address the agents reach, so they can fetch the executor",
+            common.listen
+        ),
+        None => {
+            let scheme = if common.tls_cert.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", common.listen)
+        }
+    };
+    let uri = format!("{base}{}", artifact.url_path());
+    Ok((artifact, uri))
 }
 
 /// The API's settings from the command line and the environment.
@@ -269,6 +346,7 @@ fn api_settings(common: &Common) -> anyhow::Result<ApiSettings> {
         max_body_bytes: common.max_body_bytes,
         compat_image: common.compat_image.clone(),
         tls,
+        allow_privileged: common.allow_privileged,
         ..ApiSettings::default()
     })
 }
@@ -277,6 +355,7 @@ fn scheduler_config(
     common: &Common,
     master: String,
     uri: Option<String>,
+    log_format: LogFormat,
 ) -> anyhow::Result<SchedulerConfig> {
     let api = api_settings(common)?;
     let mut framework = FrameworkSettings::default();
@@ -289,7 +368,7 @@ fn scheduler_config(
         master,
         data_dir: common.data_dir.clone(),
         listen: common.listen,
-        executor: executor_launch(common, uri)?,
+        executor: executor_launch(common, uri, log_format)?,
         framework,
         api,
         recovery: mesos_stateful_scheduler::RecoveryConfig {
@@ -364,10 +443,10 @@ fn main() -> anyhow::Result<()> {
                 simulated_delay: std::time::Duration::from_millis(simulated_delay_ms),
             };
             let cluster = start_devcluster(&settings, common.data_dir.join("devcluster"))?;
-            let config = scheduler_config(&common, cluster.master_url(), None)?;
+            let config = scheduler_config(&common, cluster.master_url(), None, cli.log_format)?;
             let result = system.block_on(mesos_stateful_scheduler::run(
                 config,
-                common.workload.workload(),
+                common.workload.workload(&common.role),
                 shutdown_signal(),
             ));
             cluster.shutdown();
@@ -378,11 +457,24 @@ fn main() -> anyhow::Result<()> {
             common,
             master,
             executor_uri,
+            advertise_url,
         } => {
-            let config = scheduler_config(&common, master, executor_uri)?;
+            let mut artifacts = Artifacts::default();
+            let uri = match (executor_uri, &common.executor_path) {
+                (Some(uri), _) => Some(uri),
+                (None, Some(_)) => None,
+                (None, None) => {
+                    let (artifact, uri) = served_executor(&common, advertise_url.as_deref())?;
+                    tracing::info!(%uri, sha256 = %artifact.sha256_hex(), "serving the executor to the agents");
+                    artifacts.0.push(artifact);
+                    Some(uri)
+                }
+            };
+            let mut config = scheduler_config(&common, master, uri, cli.log_format)?;
+            config.api.artifacts = artifacts;
             let result = system.block_on(mesos_stateful_scheduler::run(
                 config,
-                common.workload.workload(),
+                common.workload.workload(&common.role),
                 shutdown_signal(),
             ));
             telemetry.shutdown();

@@ -96,6 +96,7 @@ impl Workload for RedisWorkload {
             image: instance.spec.image.clone(),
             args: server_args(port, &instance.spec.master_args, None),
             env: instance.spec.env.clone(),
+            privileged: instance.spec.privileged,
             facts_command: cli(port, &["INFO", "replication"]),
             ..Default::default()
         }
@@ -114,6 +115,7 @@ impl Workload for RedisWorkload {
             image: instance.spec.image.clone(),
             args: server_args(port, &instance.spec.replica_args, master),
             env: instance.spec.env.clone(),
+            privileged: instance.spec.privileged,
             facts_command: cli(port, &["INFO", "replication"]),
             ..Default::default()
         }

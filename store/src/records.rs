@@ -216,6 +216,10 @@ pub struct InstanceSpec {
     /// Placement rules of the members.
     #[serde(default)]
     pub placement: PlacementSpec,
+    /// Whether the members' containers run privileged. Accepted by the API only when
+    /// the operator allows it (`--allow-privileged`).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// One instance: its spec and where it stands. Key: `instances/<name>`.

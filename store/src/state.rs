@@ -464,6 +464,7 @@ mod tests {
                 env: [("MODE".to_owned(), "cache".to_owned())].into(),
                 volume: None,
                 placement: Default::default(),
+                privileged: false,
             },
             status: InstanceStatus::Creating,
             status_message: None,

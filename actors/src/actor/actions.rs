@@ -48,6 +48,12 @@ pub(crate) async fn carry_out(
             state.tasks = fresh.tasks;
         }
     }
+    if plan.promotions > 0 {
+        buffer
+            .metrics()
+            .promotions
+            .inc_by(u64::from(plan.promotions));
+    }
     if !plan.jobs.is_empty() {
         buffer.queue_launch(plan.jobs);
     }

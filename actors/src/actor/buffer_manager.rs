@@ -295,6 +295,11 @@ impl BufferManagerHandle {
         }
     }
 
+    /// The instruments, for the actions carried out on its behalf.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The gauge of the launch queue, to hand to the actor.
     pub(crate) fn gauge(&self) -> Arc<QueueGauge> {
         self.gauge.clone()

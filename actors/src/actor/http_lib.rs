@@ -41,6 +41,7 @@ impl HttpLib {
         let metrics = handles.metrics.clone();
         let max_body_bytes = settings.max_body_bytes;
         let tls = settings.tls.clone();
+        let artifacts = web::Data::new(settings.artifacts.clone());
         let shared = web::Data::new(ApiShared::new(settings));
         let hub: Arc<EventHub> = shared.events.clone();
         let state = handles.state.clone();
@@ -56,6 +57,7 @@ impl HttpLib {
             App::new()
                 .app_data(data.clone())
                 .app_data(shared.clone())
+                .app_data(artifacts.clone())
                 .app_data(web::PayloadConfig::new(max_body_bytes))
                 .configure(crate::http::routes)
                 .default_service(web::to(crate::http::error::no_route))

@@ -537,6 +537,7 @@ impl UpdateWorker {
                 Vec::new()
             };
             self.state.write(instances, relaunched.clone()).await?;
+            self.metrics.relaunches.inc_by(relaunched.len() as u64);
             self.buffer.queue_launch(
                 relaunched
                     .iter()

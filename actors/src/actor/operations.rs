@@ -87,6 +87,17 @@ impl From<ActorError> for OperationError {
     fn from(error: ActorError) -> Self {
         match error {
             ActorError::NotFound(name) => OperationError::NotFound(name),
+            ActorError::QueueFull {
+                queued,
+                limit,
+                retry_after_seconds,
+                subscribed,
+            } => OperationError::QueueFull {
+                queued,
+                limit,
+                retry_after_seconds,
+                subscribed,
+            },
             other => OperationError::Unavailable(other.to_string()),
         }
     }
@@ -122,6 +133,12 @@ impl UpdateWorker {
         let state = self.live_instance(&msg.name, msg.if_match).await?;
         let mut instance = state.instance.clone();
         let plan = plan_scale(&mut instance, &state.tasks, msg.replicas)?;
+        // Members added now are admitted to the launch queue before anything is
+        // persisted: a full queue refuses the scale and changes nothing.
+        let adding = (msg.replicas as usize + 1).saturating_sub(state.tasks.len());
+        if plan.add_now && adding > 0 {
+            self.buffer.admit(adding)?;
+        }
         tracing::info!(instance = %msg.name, replicas = msg.replicas, removed = plan.removed.len(), "scaling");
         let mut tasks = state.tasks.clone();
         for task in &plan.removed {
@@ -256,6 +273,7 @@ impl UpdateWorker {
                 "instance {name} has no member {ordinal}"
             )));
         };
+        self.buffer.admit(1)?;
         let next = restarted(task, in_place);
         tracing::info!(instance = %name, ordinal, task_id = %next.task_id, in_place, "restarting member");
         let mut instance = state.instance.clone();

@@ -37,6 +37,8 @@ pub struct ActionPlan {
     pub jobs: Vec<LaunchJob>,
     /// Commands to send, after the records are durable.
     pub commands: Vec<CommandOrder>,
+    /// Members that took the master role from another.
+    pub promotions: u32,
 }
 
 /// The launch job of a member's current incarnation.
@@ -99,6 +101,9 @@ pub fn plan_actions(
                     tracing::warn!(instance = %instance.name, ordinal, "cannot promote a member that does not exist");
                     continue;
                 }
+                if tasks.get(&ordinal).is_some_and(|t| t.role == Role::Master) {
+                    continue;
+                }
                 for task in tasks.values_mut() {
                     let role = if task.ordinal == ordinal {
                         Role::Master
@@ -110,6 +115,7 @@ pub fn plan_actions(
                         plan.changed_tasks.insert(task.ordinal);
                     }
                 }
+                plan.promotions += 1;
                 tracing::info!(instance = %instance.name, ordinal, "member promoted to master");
             }
             Action::RepointReplicas { to } => {
@@ -259,6 +265,7 @@ mod tests {
         assert_eq!(tasks[&1].role, Role::Master);
         assert_eq!(tasks[&0].role, Role::Replica);
         assert_eq!(plan.changed_tasks, BTreeSet::from([0, 1]));
+        assert_eq!(plan.promotions, 1);
         let sent: Vec<(u32, Vec<String>)> = plan
             .commands
             .iter()

@@ -175,6 +175,7 @@ mod tests {
                 env: Default::default(),
                 volume: None,
                 placement: Default::default(),
+                privileged: false,
             },
             status,
             status_message: None,

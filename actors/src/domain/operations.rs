@@ -29,6 +29,40 @@ pub enum OperationError {
     /// The store or an actor failed; the change may not have been made.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The launch queue is full (or Mesos is away): nothing changed, retry later.
+    #[error(
+        "the launch queue is full ({queued} of {limit} jobs); retry in {retry_after_seconds} s"
+    )]
+    QueueFull {
+        /// Jobs queued.
+        queued: usize,
+        /// The queue's bound.
+        limit: usize,
+        /// Seconds the client should wait before retrying.
+        retry_after_seconds: u64,
+        /// Whether a Mesos subscription is open (the queue drains) or not.
+        subscribed: bool,
+    },
+}
+
+impl OperationError {
+    /// The error the API answers for it, as a create would.
+    pub fn as_actor_error(&self) -> Option<crate::ActorError> {
+        match *self {
+            Self::QueueFull {
+                queued,
+                limit,
+                retry_after_seconds,
+                subscribed,
+            } => Some(crate::ActorError::QueueFull {
+                queued,
+                limit,
+                retry_after_seconds,
+                subscribed,
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl OperationError {
@@ -40,6 +74,12 @@ impl OperationError {
             Self::Conflict(_) => "conflict",
             Self::Invalid(_) => "invalid",
             Self::Unavailable(_) => "unavailable",
+            Self::QueueFull {
+                subscribed: true, ..
+            } => "rate_limited",
+            Self::QueueFull {
+                subscribed: false, ..
+            } => "not_ready",
         }
     }
 }
@@ -181,6 +221,7 @@ pub fn plan_update(
         env: spec.env.clone(),
         volume: None,
         placement: None,
+        privileged: spec.privileged,
     }
     .validate()
     .map_err(|e| OperationError::Invalid(e.to_string()))?;

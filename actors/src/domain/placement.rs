@@ -293,6 +293,7 @@ mod tests {
                 env: BTreeMap::new(),
                 volume: None,
                 placement: PlacementSpec::default(),
+                privileged: false,
             },
             status,
             status_message: None,

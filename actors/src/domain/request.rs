@@ -63,6 +63,10 @@ pub struct CreateInstanceRequest {
     /// whenever the cluster allows it.
     #[serde(default)]
     pub placement: Option<PlacementRequest>,
+    /// Run the members' containers privileged. Refused (403, code forbidden) unless
+    /// the scheduler was started with `--allow-privileged`.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// A persistent volume in a create request.
@@ -194,6 +198,7 @@ impl CreateInstanceRequest {
             env: self.env,
             volume: self.volume.map(validate_volume).transpose()?,
             placement: validate_placement(self.placement.unwrap_or_default())?,
+            privileged: self.privileged,
         };
         Ok((self.name, spec))
     }

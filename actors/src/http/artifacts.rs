@@ -7,14 +7,19 @@
 //! the answer carries it again in `ETag` and `Digest`. A request for another digest,
 //! or for a binary changed on disk since the scheduler hashed it, is refused rather
 //! than answered with bytes that do not match their name.
+//!
+//! The route needs no bearer token (a fetcher cannot send one; the binary is no
+//! secret) but is rate-limited like every other.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse, ResponseError};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, ErrorBody, ErrorCode};
 
 /// One served file, hashed when loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,13 +81,33 @@ impl Artifact {
 #[derive(Debug, Clone, Default)]
 pub struct Artifacts(pub Vec<Artifact>);
 
-/// Adds `GET /v1/artifacts/{sha256}/{file}`; the app must hold `web::Data<Artifacts>`.
+/// The prefix of the routes that need no token.
+pub const PATH_PREFIX: &str = "/v1/artifacts/";
+
+/// Adds `GET /v1/artifacts/{sha256}/{file}`; without `web::Data<Artifacts>` in the app
+/// every artifact is unknown.
 pub fn configure(config: &mut web::ServiceConfig) {
-    config
-        .service(web::resource("/v1/artifacts/{sha256}/{file}").route(web::get().to(get_artifact)));
+    config.service(
+        web::resource("/v1/artifacts/{sha256}/{file}")
+            .route(web::get().to(get_artifact))
+            .default_service(web::to(super::error::method_not_allowed)),
+    );
 }
 
-async fn get_artifact(
+/// A file the scheduler serves to agents' fetchers (its executor binary), by the
+/// SHA-256 of its content. Needs no token.
+#[utoipa::path(get, path = "/v1/artifacts/{sha256}/{file}", tag = "system", security(()),
+    params(
+        ("sha256" = String, Path, description = "SHA-256 of the file, lowercase hex"),
+        ("file" = String, Path, description = "File name"),
+    ),
+    responses(
+        (status = 200, description = "The file; `ETag` and `Digest` carry its SHA-256",
+            content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "No file with that digest and name (code not_found)", body = ErrorBody),
+        (status = 503, description = "The file changed on disk since the scheduler started (code unavailable)", body = ErrorBody),
+    ))]
+pub async fn get_artifact(
     path: web::Path<(String, String)>,
     artifacts: Option<web::Data<Artifacts>>,
 ) -> HttpResponse {
@@ -95,7 +120,11 @@ async fn get_artifact(
             .cloned()
     });
     let Some(artifact) = found else {
-        return error(404, "not_found", format!("no artifact {sha256}/{file}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no artifact {sha256}/{file}"),
+        );
     };
     let read = web::block(move || {
         if !artifact.unchanged_on_disk() {
@@ -115,23 +144,25 @@ async fn get_artifact(
                 .body(bytes)
         }
         Ok(Ok(_)) => error(
-            503,
-            "artifact_changed",
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
             format!("{file} changed on disk since the scheduler started; restart it to serve the new build"),
         ),
-        Ok(Err(e)) => error(500, "artifact_unreadable", format!("reading {file}: {e}")),
-        Err(e) => error(500, "artifact_unreadable", format!("reading {file}: {e}")),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            format!("reading {file}: {e}"),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            format!("reading {file}: {e}"),
+        ),
     }
 }
 
-fn error(status: u16, code: &str, message: String) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(status)
-        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status).json(serde_json::json!({
-        "code": code,
-        "message": message,
-        "details": serde_json::Value::Null,
-    }))
+fn error(status: StatusCode, code: ErrorCode, message: String) -> HttpResponse {
+    ApiError::new(status, code, message).error_response()
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub enum ErrorCode {
     InvalidHeader,
     /// 401: no valid bearer token.
     Unauthorized,
+    /// 403: the request asks for what the operator has not allowed (privileged
+    /// containers).
+    Forbidden,
     /// 404: no such instance, member or route.
     NotFound,
     /// 405: the resource exists but not with this method.
@@ -64,7 +67,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::InvalidJson,
         Self::InvalidQuery,
         Self::InvalidName,
@@ -73,6 +76,7 @@ impl ErrorCode {
         Self::InvalidField,
         Self::InvalidHeader,
         Self::Unauthorized,
+        Self::Forbidden,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::AlreadyExists,
@@ -101,6 +105,7 @@ impl ErrorCode {
             Self::InvalidField => "invalid_field",
             Self::InvalidHeader => "invalid_header",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::AlreadyExists => "already_exists",
@@ -248,6 +253,9 @@ impl From<ActorError> for ApiError {
 
 impl From<OperationError> for ApiError {
     fn from(error: OperationError) -> Self {
+        if let Some(actor_error) = error.as_actor_error() {
+            return ApiError::from(actor_error);
+        }
         let message = error.to_string();
         match error {
             OperationError::NotFound(_) => ApiError::not_found(message),
@@ -267,6 +275,11 @@ impl From<OperationError> for ApiError {
                 message,
             )
             .with_retry_after(1),
+            OperationError::QueueFull { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                message,
+            ),
         }
     }
 }

@@ -242,6 +242,13 @@ pub(crate) async fn create(
     name: String,
     spec: InstanceSpec,
 ) -> Result<HttpResponse, ApiError> {
+    if spec.privileged && !shared.settings.allow_privileged {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "privileged containers are not allowed by this scheduler (--allow-privileged)",
+        ));
+    }
     let fingerprint = fingerprint(&name, &spec);
     match lock_cache(shared).lookup(&key, &fingerprint, Instant::now()) {
         Lookup::New => {}

@@ -13,10 +13,13 @@
 //! - [`events`]: `GET /v1/events`, Server-Sent Events of instance and member changes.
 //! - [`system`]: `/health`, `/ready`, `/v1/info`, `/metrics`, `/openapi.json`.
 //! - [`compat`]: the routes of mr-redis (`/v1/CREATE…`, `/v1/DELETE…`, `/v1/STATUS…`).
+//! - [`artifacts`]: `/v1/artifacts/{sha256}/{file}`, the executor binary for agents'
+//!   fetchers.
 //! - [`security`]: bearer tokens, the rate limiter, CORS, as one middleware.
 //! - [`idempotency`]: the remembered answers of creates.
 //! - [`openapi`]: the OpenAPI 3 document, derived from the types.
 
+pub mod artifacts;
 pub mod compat;
 pub mod error;
 pub mod events;
@@ -86,6 +89,11 @@ pub struct ApiSettings {
     pub compat_image: String,
     /// PEM certificate chain and key; with them the API speaks HTTPS only.
     pub tls: Option<TlsFiles>,
+    /// Files served to agents' fetchers under `/v1/artifacts/` (the executor).
+    pub artifacts: artifacts::Artifacts,
+    /// Whether creates may ask for privileged containers. The executors must be
+    /// allowed too (`MESOS_STATEFUL_ALLOW_PRIVILEGED=1` in their environment).
+    pub allow_privileged: bool,
 }
 
 /// Where the TLS certificate and key are.
@@ -111,6 +119,8 @@ impl Default for ApiSettings {
             event_ring: events::DEFAULT_RING_CAPACITY,
             compat_image: "redis:7".to_string(),
             tls: None,
+            artifacts: artifacts::Artifacts::default(),
+            allow_privileged: false,
         }
     }
 }
@@ -162,4 +172,5 @@ pub fn routes(config: &mut web::ServiceConfig) {
     );
     system::configure(config);
     compat::configure(config);
+    artifacts::configure(config);
 }

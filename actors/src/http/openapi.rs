@@ -21,7 +21,7 @@ use crate::domain::request::{
 
 use super::error::{ErrorBody, ErrorCode};
 use super::events::{EventKind, InstanceEvent, MemberEvent};
-use super::{compat, events, instances, operations, system};
+use super::{artifacts, compat, events, instances, operations, system};
 
 /// The document's root.
 #[derive(Debug, OpenApi)]
@@ -47,6 +47,7 @@ use super::{compat, events, instances, operations, system};
         system::info,
         system::metrics,
         system::openapi,
+        artifacts::get_artifact,
         compat::compat_create,
         compat::compat_delete,
         compat::compat_status_all,

@@ -4,7 +4,8 @@
 //! Order: a CORS preflight is answered first (browsers send it without credentials);
 //! then the client's token bucket is charged (so a client guessing tokens is slowed
 //! down too); then the token is checked. `GET /health` passes without either, so a
-//! liveness probe works with authentication on and under load.
+//! liveness probe works with authentication on and under load; the artifacts under
+//! `/v1/artifacts/` need no token (agents' fetchers cannot send one).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -187,7 +188,8 @@ pub async fn gate(
                 return Ok(with_cors(response, origin.as_ref()));
             }
         }
-        if settings.tokens.enabled() && !authorized(&request, &settings.tokens) {
+        let public = request.path().starts_with(super::artifacts::PATH_PREFIX);
+        if settings.tokens.enabled() && !public && !authorized(&request, &settings.tokens) {
             let error = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,

@@ -628,3 +628,54 @@ async fn api_serves_https_with_the_configured_certificate() {
     let plain = reqwest::get(format!("http://{addr}/health")).await;
     assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()));
 }
+
+#[actix_rt::test]
+async fn api_refuses_privileged_containers_unless_the_operator_allows_them() {
+    let privileged = || {
+        let mut body = body("priv1", "redis:7");
+        body["privileged"] = json!(true);
+        body
+    };
+    let (_system, url) = serve(unlimited()).await;
+    let http = reqwest::Client::new();
+    let (status, error) = answer(
+        http.post(format!("{url}/v1/instances"))
+            .json(&privileged())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error["code"].as_str()), (403, Some("forbidden")));
+    // Nothing was stored.
+    let missing = http
+        .get(format!("{url}/v1/instances/priv1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+
+    let (_allowed, url) = serve(ApiSettings {
+        allow_privileged: true,
+        ..unlimited()
+    })
+    .await;
+    let (status, created) = answer(
+        http.post(format!("{url}/v1/instances"))
+            .json(&privileged())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let (status, got) = answer(
+        http.get(format!("{url}/v1/instances/priv1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(got["spec"]["privileged"], json!(true), "{got}");
+}

@@ -87,6 +87,7 @@ fn spec(replicas: u32) -> InstanceSpec {
         env: Default::default(),
         volume: None,
         placement: Default::default(),
+        privileged: false,
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use mesos_stateful_actors::actor::{System, SystemConfig};
 use mesos_stateful_actors::domain::launch::{ContainerPlan, ExecutorLaunch};
 use mesos_stateful_actors::domain::offers::{FRAMEWORK_ID_LABEL, MEMBER_LABEL, PERSISTENCE_LABEL};
+use mesos_stateful_actors::domain::operations::OperationError;
 use mesos_stateful_actors::domain::view::{InstanceView, MemberView};
 use mesos_stateful_actors::mesos::RecordingMesos;
 use mesos_stateful_actors::telemetry::Metrics;
@@ -316,6 +317,19 @@ async fn creates_are_refused_while_the_launch_queue_is_full() {
     }
     // Nothing of the refused create was stored.
     assert!(system.state.get("second").await.unwrap().is_none());
+    // An operation that would queue a launch is refused the same way, before it
+    // changes anything.
+    let before = system.state.get("first").await.unwrap().unwrap();
+    match system.maintainer.restart_member("first", 0).await {
+        Err(OperationError::QueueFull {
+            queued: 1,
+            retry_after_seconds: 7,
+            ..
+        }) => {}
+        other => panic!("expected a full queue, got {other:?}"),
+    }
+    let after = system.state.get("first").await.unwrap().unwrap();
+    assert_eq!(after.tasks, before.tasks);
     // Once the queue drains, creates are admitted again.
     system
         .handle_event(offers("o1", "a1", (31000, 31010)))

@@ -15,5 +15,6 @@ mod placement_volumes;
 mod redis_end_to_end;
 mod redis_failover;
 mod schemathesis;
+mod served_executor;
 mod support;
 mod tracing_export;

@@ -11,46 +11,21 @@ use serde_json::{json, Value};
 use mesos_stateful_devcluster::{AgentConfig, DevClusterConfig, DevClusterThread};
 use mesos_stateful_scheduler::run::Scheduler;
 use mesos_stateful_scheduler::{
-    ContainerPlan, FrameworkSettings, GenericContainer, InstanceView, MemberView, SchedulerConfig,
-    Workload, WorkloadConfig,
+    Configured, FrameworkSettings, GenericContainer, SchedulerConfig, Workload, WorkloadConfig,
 };
 
 use crate::support::*;
 
-/// The generic workload under a role of its own: volumes need a reservation role.
-/// Its containers do not mount the volume: devcluster links the volume into the
-/// sandbox with a symbolic link, which the executor refuses to mount (a real agent
-/// bind-mounts it); this test is about where volumes are made and released.
-#[derive(Debug)]
-struct GenericWithRole;
-
-impl Workload for GenericWithRole {
-    fn config(&self) -> WorkloadConfig {
-        WorkloadConfig {
+/// The generic workload under a role of its own, as `--role db` registers it: volumes
+/// need a reservation role. This test is about where volumes are made and released;
+/// that a container sees its volume's data across restarts is `redis_failover`'s.
+fn generic_with_role() -> Configured<GenericContainer> {
+    Configured {
+        inner: GenericContainer,
+        config: WorkloadConfig {
             role: "db".to_string(),
             ..GenericContainer.config()
-        }
-    }
-
-    fn start_master(
-        &self,
-        instance: &InstanceView,
-        member: &MemberView,
-        port: u16,
-    ) -> ContainerPlan {
-        GenericContainer.start_master(instance, member, port)
-    }
-
-    fn start_replica(
-        &self,
-        instance: &InstanceView,
-        member: &MemberView,
-        port: u16,
-        master: Option<&MemberView>,
-    ) -> ContainerPlan {
-        let mut plan = GenericContainer.start_replica(instance, member, port, master);
-        plan.mounts.clear();
-        plan
+        },
     }
 }
 
@@ -110,7 +85,7 @@ async fn start(cluster: &DevClusterThread, dir: &Path) -> Scheduler {
             framework: FrameworkSettings::default(),
             api: Default::default(),
         },
-        Arc::new(GenericWithRole),
+        Arc::new(generic_with_role()),
     )
     .await
     .unwrap()

@@ -168,3 +168,28 @@ fn is_complete(reply: &[u8]) -> bool {
         _ => true,
     }
 }
+
+/// The sum of every series of `name` in a Prometheus text exposition (`GET /metrics`).
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let value = if let Some(labelled) = rest.strip_prefix('{') {
+                labelled.split_once('}')?.1
+            } else if rest.starts_with(' ') {
+                rest
+            } else {
+                return None;
+            };
+            value.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// `GET /metrics` of the API at `api`.
+pub async fn scrape(http: &reqwest::Client, api: &str) -> String {
+    let response = http.get(format!("{api}/metrics")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.text().await.unwrap()
+}

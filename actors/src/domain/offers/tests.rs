@@ -662,6 +662,7 @@ fn jobs_are_built_from_task_records() {
             max_per_agent: Some(1),
             constraints: Vec::new(),
         },
+        privileged: false,
     };
     let mut task = TaskRecord::waiting("c", 1, Role::Replica, 3);
     task.volume = bound_job("a7").bound.map(|b| *b);
