@@ -46,7 +46,8 @@
 //! # Missing
 //! LAUNCH_GROUP (and with it the default executor), isolation (volumes are
 //! symbolic links, not mounts), refined (multi-level) and static reservations, disk
-//! sources, hierarchical roles, a lost agent coming back, and masters of another
+//! sources, hierarchical roles, a lost agent coming back, the fetcher's cache,
+//! archive extraction and `https://`, and masters of another
 //! process in the same ZooKeeper group (a foreign leader is seen as "no leader"). In JSON,
 //! non-finite doubles are written as the strings `"Infinity"`/`"NaN"` rather than
 //! Mesos's bare (invalid JSON) tokens.
