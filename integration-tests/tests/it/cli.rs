@@ -248,3 +248,48 @@ async fn cli_creates_waits_lists_and_deletes_against_dev() {
         .unwrap();
     assert!(String::from_utf8_lossy(&completions.stdout).contains("mesos-stateful"));
 }
+
+#[actix_rt::test]
+async fn cli_talks_https_to_an_api_with_a_certificate() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../actors/tests/it/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let (api_port, mesos_port) = (free_port(), free_port());
+    let _dev = Dev(Command::new(workspace_binary("mesos-stateful"))
+        .args(["dev", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{api_port}")])
+        .args(["--mesos-listen", &format!("127.0.0.1:{mesos_port}")])
+        .args(["--agents", "0", "--tls-cert"])
+        .arg(fixtures.join("tls-cert.pem"))
+        .arg("--tls-key")
+        .arg(fixtures.join("tls-key.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let api = format!("https://127.0.0.1:{api_port}");
+    let list = |ca: Option<&Path>| {
+        let mut command = Command::new(workspace_binary("mesos-stateful"));
+        command
+            .args(["instance", "--api", &api, "list", "-o", "json"])
+            .env_remove("MESOS_STATEFUL_TOKEN")
+            .env_remove("MESOS_STATEFUL_CA_FILE");
+        if let Some(ca) = ca {
+            command.arg("--ca-file").arg(ca);
+        }
+        command.output().unwrap()
+    };
+    // Trusting the test CA, the CLI lists (no instance yet).
+    let listed = wait_for("the HTTPS API", Duration::from_secs(30), || {
+        let output = list(Some(&fixtures.join("tls-ca.pem")));
+        async move { output.status.success().then_some(output) }
+    })
+    .await;
+    let json: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert!(json.as_array().is_some_and(|a| a.is_empty()), "{json}");
+    // Without it the certificate is not trusted, and the CLI says so.
+    let refused = list(None);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains(&format!("calling {api}")), "{stderr}");
+}

@@ -109,18 +109,28 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client of `base` (`http://host:port`).
-    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+    /// A client of `base` (`http://host:port` or `https://host:port`), trusting the
+    /// PEM certificates `ca` besides the system's for HTTPS.
+    pub fn new(base: &str, token: Option<String>, ca: Option<&[u8]>) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            anyhow::bail!("--api must be an http:// URL, got {base:?}");
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            anyhow::bail!("--api must be an http:// or https:// URL, got {base:?}");
+        }
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca {
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(pem).context("reading the CA certificate")?;
+            if certificates.is_empty() {
+                anyhow::bail!("the CA file holds no PEM certificate");
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
         }
         Ok(ApiClient {
             base,
             token,
-            http: reqwest::Client::builder()
-                .build()
-                .context("building the HTTP client")?,
+            http: builder.build().context("building the HTTP client")?,
         })
     }
 

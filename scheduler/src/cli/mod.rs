@@ -38,6 +38,9 @@ pub struct ApiArgs {
     /// File holding the API's bearer token (else MESOS_STATEFUL_TOKEN).
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
+    /// PEM certificate(s) to trust for an https:// API, besides the system's.
+    #[arg(long, env = "MESOS_STATEFUL_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value = "table", global = true)]
     pub output: Output,
@@ -255,7 +258,14 @@ pub async fn run(api: ApiArgs, command: InstanceCommand) -> anyhow::Result<i32> 
             .ok()
             .filter(|t| !t.trim().is_empty()),
     };
-    let client = ApiClient::new(&api.api, token)?;
+    let ca = match &api.ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading the CA certificate {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let client = ApiClient::new(&api.api, token, ca.as_deref())?;
     let output = api.output;
     match command {
         InstanceCommand::Create(args) => {
