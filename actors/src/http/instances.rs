@@ -204,6 +204,7 @@ fn replay(answer: StoredAnswer) -> HttpResponse {
         (status = 202, description = "Accepted and durable; members are being placed", body = InstanceView,
             headers(("Location" = String, description = "The instance's URL"))),
         (status = 400, description = "Invalid body (codes invalid_json, invalid_name, invalid_resources, invalid_image, invalid_field, invalid_header)", body = ErrorBody),
+        (status = 403, description = "Privileged containers asked for but not allowed by the scheduler (forbidden)", body = ErrorBody),
         (status = 409, description = "The name exists with another spec (already_exists), or the key was used with another body (idempotency_key_reused)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body not JSON", body = ErrorBody),
