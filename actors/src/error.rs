@@ -33,6 +33,16 @@ pub enum ActorError {
         /// Whether a Mesos subscription is open (the queue drains) or not.
         subscribed: bool,
     },
+    /// A write required the instance to be at a version it has moved on from.
+    #[error("instance {name} is at version {current}, not {expected}")]
+    VersionMoved {
+        /// The instance.
+        name: String,
+        /// The version the write required.
+        expected: u64,
+        /// Its version now.
+        current: u64,
+    },
     /// An actor is gone (shutting down) or its mailbox is full.
     #[error("actor {actor} unavailable: {reason}")]
     Unavailable {
@@ -57,6 +67,7 @@ impl ActorError {
             Self::QueueFull {
                 subscribed: false, ..
             } => "not_ready",
+            Self::VersionMoved { .. } => "precondition_failed",
             Self::Unavailable { .. } => "unavailable",
         }
     }

@@ -50,10 +50,16 @@ enum DestroyerTimer {
     Sweep,
 }
 
-/// Deletes an instance.
+/// Deletes an instance; with `if_version`, only if the instance is at that version
+/// when the deletion is recorded.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<InstanceView, ActorError>")]
-pub struct DeleteInstance(pub String);
+pub struct DeleteInstance {
+    /// Instance name.
+    pub name: String,
+    /// The version the caller saw (`If-Match`).
+    pub if_version: Option<u64>,
+}
 
 /// The actor.
 #[derive(Debug)]
@@ -190,13 +196,14 @@ impl Handler<Traced<DeleteInstance>> for Destroyer {
     fn handle(&mut self, msg: Traced<DeleteInstance>, _: &mut Context<Self>) -> Self::Result {
         self.metrics.received(ACTOR, "DeleteInstance");
         let span = handler_span(ACTOR, "DeleteInstance", &msg.parent);
-        span.record("instance", msg.message.0.as_str());
+        span.record("instance", msg.message.name.as_str());
         let (store, buffer, mesos) = (self.state.clone(), self.buffer.clone(), self.mesos.clone());
         let metrics = self.metrics.clone();
         let started = std::time::Instant::now();
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let result = Self::delete(store, buffer, mesos, msg.message.0).await;
+                let DeleteInstance { name, if_version } = msg.message;
+                let result = Self::delete(store, buffer, mesos, name, if_version).await;
                 metrics.handled(ACTOR, "DeleteInstance", started, result.is_err());
                 result
             },
@@ -211,15 +218,35 @@ impl Destroyer {
         buffer: BufferManagerHandle,
         mesos: Arc<dyn MesosCalls>,
         name: String,
+        if_version: Option<u64>,
     ) -> Result<InstanceView, ActorError> {
         let Some(mut state) = store.get(&name).await? else {
             return Err(ActorError::NotFound(name));
         };
+        if let Some(expected) = if_version.filter(|v| *v != state.instance.version) {
+            return Err(ActorError::VersionMoved {
+                name,
+                expected,
+                current: state.instance.version,
+            });
+        }
         if state.instance.status.can_delete() {
+            let seen = state.instance.version;
             state.instance.status = InstanceStatus::Deleting;
-            store
-                .write(vec![state.instance.clone()], Vec::new())
-                .await?;
+            match if_version {
+                // Checked again inside the StateManager, against any write queued
+                // since the read above.
+                Some(_) => {
+                    store
+                        .write_if_version(state.instance.clone(), Vec::new(), seen)
+                        .await?
+                }
+                None => {
+                    store
+                        .write(vec![state.instance.clone()], Vec::new())
+                        .await?
+                }
+            }
             tracing::info!(instance = %name, "deleting instance");
         }
         if state.instance.status == InstanceStatus::Deleting {
@@ -247,9 +274,22 @@ impl DestroyerHandle {
 
     /// Deletes an instance; returns once DELETING is durable.
     pub async fn delete(&self, name: &str) -> Result<InstanceView, ActorError> {
+        self.delete_if_version(name, None).await
+    }
+
+    /// Deletes an instance if it is at `if_version` (when given) as the deletion is
+    /// recorded; else [`ActorError::VersionMoved`] and nothing changes.
+    pub async fn delete_if_version(
+        &self,
+        name: &str,
+        if_version: Option<u64>,
+    ) -> Result<InstanceView, ActorError> {
         self.metrics.sent(ACTOR);
         self.addr
-            .send(Traced::new(DeleteInstance(name.to_string())))
+            .send(Traced::new(DeleteInstance {
+                name: name.to_string(),
+                if_version,
+            }))
             .await
             .map_err(|e| ActorError::mailbox("Destroyer", e))?
     }

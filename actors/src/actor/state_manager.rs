@@ -307,6 +307,20 @@ impl StateManager {
         Some(state)
     }
 
+    /// The version of an instance record once the writes queued so far are done.
+    fn current_version(&self, name: &str) -> u64 {
+        let cached = self
+            .instances
+            .get(name)
+            .map(|s| s.instance.version)
+            .unwrap_or(0);
+        self.assigned_versions
+            .get(&(name.to_string(), None))
+            .copied()
+            .unwrap_or(0)
+            .max(cached)
+    }
+
     /// Bumps versions past the cached ones, and past those given to writes still
     /// queued or in flight, so every write is visible as a change.
     fn bump_versions(&mut self, instances: &mut [InstanceRecord], tasks: &mut [TaskRecord]) {
@@ -505,6 +519,10 @@ pub struct Write {
     pub instances: Vec<InstanceRecord>,
     /// Task records to put.
     pub tasks: Vec<TaskRecord>,
+    /// The version the first instance record must have now (its cached version,
+    /// or that of a write still queued); else the write is refused with
+    /// [`ActorError::VersionMoved`] and nothing changes.
+    pub expected_version: Option<u64>,
 }
 
 /// Keeps the latest stats sample of a task (in memory only).
@@ -636,7 +654,21 @@ impl Handler<Traced<Write>> for StateManager {
         let Write {
             mut instances,
             mut tasks,
+            expected_version,
         } = traced.message;
+        if let (Some(expected), Some(instance)) = (expected_version, instances.first()) {
+            let current = self.current_version(&instance.name);
+            if current != expected {
+                let name = instance.name.clone();
+                return Box::pin(async move {
+                    Err(ActorError::VersionMoved {
+                        name,
+                        expected,
+                        current,
+                    })
+                });
+            }
+        }
         self.bump_versions(&mut instances, &mut tasks);
         let answer = self.enqueue(WriteKind::Put { instances, tasks }, ctx);
         Box::pin(async move {
@@ -764,7 +796,31 @@ impl StateManagerHandle {
     ) -> Result<(), ActorError> {
         self.metrics.sent(ACTOR);
         self.addr
-            .send(Traced::new(Write { instances, tasks }))
+            .send(Traced::new(Write {
+                instances,
+                tasks,
+                expected_version: None,
+            }))
+            .await
+            .map_err(|e| ActorError::mailbox("StateManager", e))?
+    }
+
+    /// Puts `instance` (and `tasks`) only if the instance is at version `expected`
+    /// now, all in one step of the StateManager: no other write can come between
+    /// the check and this one.
+    pub async fn write_if_version(
+        &self,
+        instance: InstanceRecord,
+        tasks: Vec<TaskRecord>,
+        expected: u64,
+    ) -> Result<(), ActorError> {
+        self.metrics.sent(ACTOR);
+        self.addr
+            .send(Traced::new(Write {
+                instances: vec![instance],
+                tasks,
+                expected_version: Some(expected),
+            }))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))?
     }
@@ -875,6 +931,49 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let manager = StateManager::load(store.clone(), metrics.clone()).unwrap();
         (StateManagerHandle::new(manager.start(), metrics), store)
+    }
+
+    #[actix_rt::test]
+    async fn a_conditional_write_sees_writes_still_queued() {
+        let persister = Arc::new(MemPersister::new());
+        let (state, _) = start(persister.clone());
+        state.create(instance("c"), Vec::new()).await.unwrap();
+        let seen = state.get("c").await.unwrap().unwrap().instance;
+        assert_eq!(seen.version, 1);
+        // Another write is sent first, without waiting for it: the conditional
+        // write, checked against version 1, must see it and refuse.
+        let mut other = seen.clone();
+        other.status_message = Some("moved on".into());
+        let first = state.write(vec![other], Vec::new());
+        let mut deleting = seen.clone();
+        deleting.status = mesos_stateful_store::records::InstanceStatus::Deleting;
+        let second = state.write_if_version(deleting.clone(), Vec::new(), 1);
+        let (first, second) = futures_util::future::join(first, second).await;
+        first.unwrap();
+        match second {
+            Err(ActorError::VersionMoved {
+                expected: 1,
+                current: 2,
+                ..
+            }) => {}
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let now = state.get("c").await.unwrap().unwrap().instance;
+        assert_eq!(
+            (now.version, now.status),
+            (2, mesos_stateful_store::records::InstanceStatus::Creating),
+            "the refused write changed nothing"
+        );
+        // At the right version it goes through.
+        state
+            .write_if_version(deleting, Vec::new(), 2)
+            .await
+            .unwrap();
+        let now = state.get("c").await.unwrap().unwrap().instance;
+        assert_eq!(
+            (now.version, now.status),
+            (3, mesos_stateful_store::records::InstanceStatus::Deleting)
+        );
     }
 
     #[actix_rt::test]

@@ -228,6 +228,7 @@ impl From<ActorError> for ApiError {
             ActorError::Validation(_) => StatusCode::BAD_REQUEST,
             ActorError::NotFound(_) => StatusCode::NOT_FOUND,
             ActorError::AlreadyExists(_) => StatusCode::CONFLICT,
+            ActorError::VersionMoved { .. } => StatusCode::PRECONDITION_FAILED,
             ActorError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ActorError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ActorError::QueueFull {

@@ -426,13 +426,27 @@ pub(crate) async fn delete(
     shared: &ApiShared,
     name: String,
 ) -> Result<HttpResponse, ApiError> {
+    // The version that matched `If-Match` is the one the deletion requires when it
+    // is recorded: a change in between answers 412 and deletes nothing.
+    let mut if_version = None;
     if request.headers().contains_key(header::IF_MATCH) {
         let Some(state) = handles.state.get(&name).await? else {
             return Err(ActorError::NotFound(name).into());
         };
         check_if_match(request, state.instance.version)?;
+        let any = request
+            .headers()
+            .get(header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "*");
+        if !any {
+            if_version = Some(state.instance.version);
+        }
     }
-    let view = handles.destroyer.delete(&name).await?;
+    let view = handles
+        .destroyer
+        .delete_if_version(&name, if_version)
+        .await?;
     lock_cache(shared).forget_instance(&name);
     Ok(HttpResponse::Accepted().json(view))
 }
