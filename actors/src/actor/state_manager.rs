@@ -590,6 +590,24 @@ impl Handler<Traced<ListInstances>> for StateManager {
     }
 }
 
+/// How many instances have each status, counted without copying any record.
+#[derive(Debug, Message)]
+#[rtype(result = "std::collections::BTreeMap<&'static str, usize>")]
+pub struct CountByStatus;
+
+impl Handler<Traced<CountByStatus>> for StateManager {
+    type Result = MessageResult<Traced<CountByStatus>>;
+    fn handle(&mut self, traced: Traced<CountByStatus>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "CountByStatus");
+        let _entered = handler_span(ACTOR, "CountByStatus", &traced.parent).entered();
+        let mut counts = std::collections::BTreeMap::new();
+        for state in self.instances.values() {
+            *counts.entry(state.instance.status.as_str()).or_insert(0) += 1;
+        }
+        MessageResult(counts)
+    }
+}
+
 impl Handler<Traced<FindTask>> for StateManager {
     type Result = Option<InstanceState>;
     fn handle(&mut self, traced: Traced<FindTask>, _: &mut Context<Self>) -> Self::Result {
@@ -762,6 +780,18 @@ impl StateManagerHandle {
         self.metrics.sent(ACTOR);
         self.addr
             .send(Traced::new(ListInstances))
+            .await
+            .map_err(|e| ActorError::mailbox("StateManager", e))
+    }
+
+    /// How many instances have each status (by its name); statuses no instance has
+    /// are absent.
+    pub async fn count_by_status(
+        &self,
+    ) -> Result<std::collections::BTreeMap<&'static str, usize>, ActorError> {
+        self.metrics.sent(ACTOR);
+        self.addr
+            .send(Traced::new(CountByStatus))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))
     }

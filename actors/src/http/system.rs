@@ -94,13 +94,10 @@ pub async fn info(handles: web::Data<ApiHandles>) -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(handles: web::Data<ApiHandles>) -> Result<HttpResponse, ApiError> {
-    let states = handles.state.list().await?;
+    let counts = handles.state.count_by_status().await?;
     let gauges = &handles.metrics.instances;
     for status in InstanceStatus::ALL {
-        let count = states
-            .iter()
-            .filter(|s| s.instance.status == status)
-            .count();
+        let count = counts.get(status.as_str()).copied().unwrap_or(0);
         gauges
             .get_or_create(&StatusLabels {
                 status: status.as_str(),

@@ -279,6 +279,11 @@ async fn a_killed_master_is_replaced_by_its_most_advanced_replica() {
     at_least("mesos_stateful_store_write_seconds_count", 1.0);
     at_least("mesos_stateful_actor_messages_total", 10.0);
     assert_eq!(metric_sum(&metrics, "mesos_stateful_mesos_subscribed"), 1.0);
+    assert!(
+        metrics.contains("mesos_stateful_instances{status=\"RUNNING\"} 1"),
+        "one RUNNING instance:\n{metrics}"
+    );
+    assert_eq!(metric_sum(&metrics, "mesos_stateful_instances"), 1.0);
 
     let response = http
         .delete(format!("{api}/v1/instances/{INSTANCE}"))
