@@ -153,10 +153,10 @@ pub async fn get_artifact(
             ErrorCode::Internal,
             format!("reading {file}: {e}"),
         ),
-        Err(e) => error(
+        Err(blocking) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Internal,
-            format!("reading {file}: {e}"),
+            format!("reading {file}: {blocking}"),
         ),
     }
 }

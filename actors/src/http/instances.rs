@@ -116,11 +116,12 @@ pub(crate) fn etag(version: u64) -> String {
     format!("\"{version}\"")
 }
 
-/// Checks `If-Match` against the instance's current version: absent or `*` passes; a
-/// list passes if one strong tag (`"7"`, or bare `7`) is the version.
-pub(crate) fn check_if_match(request: &HttpRequest, version: u64) -> Result<(), ApiError> {
+/// Checks `If-Match` against the instance's current version: absent or `*` passes
+/// (`None`); a list passes if one strong tag (`"7"`, or bare `7`) is the version,
+/// which is returned for a write that must still find the instance at it.
+pub(crate) fn check_if_match(request: &HttpRequest, version: u64) -> Result<Option<u64>, ApiError> {
     let Some(value) = request.headers().get(header::IF_MATCH) else {
-        return Ok(());
+        return Ok(None);
     };
     let invalid = || {
         ApiError::bad_request(
@@ -132,7 +133,7 @@ pub(crate) fn check_if_match(request: &HttpRequest, version: u64) -> Result<(), 
     let mut parsed_any = false;
     for tag in value.split(',').map(str::trim) {
         if tag == "*" {
-            return Ok(());
+            return Ok(None);
         }
         // Weak tags never match: If-Match compares strongly.
         if tag.starts_with("W/") {
@@ -146,7 +147,7 @@ pub(crate) fn check_if_match(request: &HttpRequest, version: u64) -> Result<(), 
         if let Ok(asked) = bare.parse::<u64>() {
             parsed_any = true;
             if asked == version {
-                return Ok(());
+                return Ok(Some(version));
             }
         }
     }
@@ -433,15 +434,7 @@ pub(crate) async fn delete(
         let Some(state) = handles.state.get(&name).await? else {
             return Err(ActorError::NotFound(name).into());
         };
-        check_if_match(request, state.instance.version)?;
-        let any = request
-            .headers()
-            .get(header::IF_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() == "*");
-        if !any {
-            if_version = Some(state.instance.version);
-        }
+        if_version = check_if_match(request, state.instance.version)?;
     }
     let view = handles
         .destroyer
@@ -615,7 +608,7 @@ mod tests {
 
     #[test]
     fn if_match_compares_strong_versions() {
-        let check = |value: Option<&str>, version: u64, expected: Result<(), u16>| {
+        let check = |value: Option<&str>, version: u64, expected: Result<Option<u64>, u16>| {
             let mut request = TestRequest::default();
             if let Some(value) = value {
                 request = request.insert_header((header::IF_MATCH, value));
@@ -624,11 +617,12 @@ mod tests {
                 .map_err(|e| actix_web::ResponseError::status_code(&e).as_u16());
             assert_eq!(result, expected, "{value:?}");
         };
-        check(None, 3, Ok(()));
-        check(Some("\"3\""), 3, Ok(()));
-        check(Some("3"), 3, Ok(()));
-        check(Some("*"), 3, Ok(()));
-        check(Some("\"1\", \"3\""), 3, Ok(()));
+        // Absent or `*`: any version, none to hold the write to.
+        check(None, 3, Ok(None));
+        check(Some("*"), 3, Ok(None));
+        check(Some("\"3\""), 3, Ok(Some(3)));
+        check(Some("3"), 3, Ok(Some(3)));
+        check(Some("\"1\", \"3\""), 3, Ok(Some(3)));
         check(Some("\"2\""), 3, Err(412));
         check(Some("W/\"3\""), 3, Err(412));
         check(Some("abc"), 3, Err(400));

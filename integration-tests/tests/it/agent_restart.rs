@@ -2,7 +2,6 @@
 //! agent's re-registration window, so its task and its container survive; a delete
 //! afterwards still leaves no container behind.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,24 +13,6 @@ use crate::support::*;
 
 const INSTANCE: &str = "e2e-agent-restart";
 const DOWN_FOR: Duration = Duration::from_secs(1);
-
-/// Ids of the running containers labelled as members of `instance`.
-fn running_containers_of(instance: &str) -> Vec<String> {
-    let output = Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            &format!("label=mesos-stateful.instance={instance}"),
-        ])
-        .output()
-        .expect("running the docker CLI");
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
 
 #[actix_rt::test]
 async fn executor_reregisters_after_an_agent_restart() {
@@ -63,15 +44,7 @@ async fn executor_reregisters_after_an_agent_restart() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 202);
-    let before: Value = wait_for("RUNNING", Duration::from_secs(60), || {
-        let (http, api) = (http.clone(), api.clone());
-        async move {
-            let body = get_instance(&http, &api, INSTANCE).await?;
-            assert_ne!(body["status"], "FAILED", "instance failed: {body}");
-            (body["status"] == "RUNNING").then_some(body)
-        }
-    })
-    .await;
+    let before = wait_running(&http, &api, INSTANCE, Duration::from_secs(60)).await;
     let container = wait_for(
         "the member's container",
         Duration::from_secs(30),

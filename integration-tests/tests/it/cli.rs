@@ -2,9 +2,8 @@
 //! Docker agent: create with --wait, list, get, endpoints, scale, restart, watch, delete; JSON output;
 //! the token from a file; errors exit non-zero with the API's message.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,32 +12,6 @@ use crate::support::*;
 
 const INSTANCE: &str = "e2e-cli";
 const TOKEN: &str = "cli-test-token";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-/// `mesos-stateful dev` with one Docker agent and a token file; killed on drop.
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        for _ in 0..300 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn cli(api: &str, token_file: &Path, args: &[&str]) -> Output {
     Command::new(workspace_binary("mesos-stateful"))
@@ -70,17 +43,19 @@ async fn cli_creates_waits_lists_and_deletes_against_dev() {
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let (api_port, mesos_port) = (free_port(), free_port());
     let api = format!("http://127.0.0.1:{api_port}");
-    let _dev = Dev(Command::new(workspace_binary("mesos-stateful"))
-        .args(["dev", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen", &format!("127.0.0.1:{api_port}")])
-        .args(["--mesos-listen", &format!("127.0.0.1:{mesos_port}")])
-        .args(["--agents", "1", "--api-tokens-file"])
-        .arg(&token_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _dev = Interrupted(
+        Command::new(workspace_binary("mesos-stateful"))
+            .args(["dev", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{api_port}")])
+            .args(["--mesos-listen", &format!("127.0.0.1:{mesos_port}")])
+            .args(["--agents", "1", "--api-tokens-file"])
+            .arg(&token_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let http = reqwest::Client::new();
     wait_for("the API", Duration::from_secs(30), || {
         let http = http.clone();
@@ -254,19 +229,21 @@ async fn cli_talks_https_to_an_api_with_a_certificate() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../actors/tests/it/fixtures");
     let dir = tempfile::tempdir().unwrap();
     let (api_port, mesos_port) = (free_port(), free_port());
-    let _dev = Dev(Command::new(workspace_binary("mesos-stateful"))
-        .args(["dev", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen", &format!("127.0.0.1:{api_port}")])
-        .args(["--mesos-listen", &format!("127.0.0.1:{mesos_port}")])
-        .args(["--agents", "0", "--tls-cert"])
-        .arg(fixtures.join("tls-cert.pem"))
-        .arg("--tls-key")
-        .arg(fixtures.join("tls-key.pem"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _dev = Interrupted(
+        Command::new(workspace_binary("mesos-stateful"))
+            .args(["dev", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{api_port}")])
+            .args(["--mesos-listen", &format!("127.0.0.1:{mesos_port}")])
+            .args(["--agents", "0", "--tls-cert"])
+            .arg(fixtures.join("tls-cert.pem"))
+            .arg("--tls-key")
+            .arg(fixtures.join("tls-key.pem"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let api = format!("https://127.0.0.1:{api_port}");
     let list = |ca: Option<&Path>| {
         let mut command = Command::new(workspace_binary("mesos-stateful"));

@@ -3,7 +3,6 @@
 //! with its FrameworkID and reconciles, and the running member is left alone (same
 //! task, same container).
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,24 +14,6 @@ use mesos_stateful_devcluster::{DevClusterConfig, DevClusterThread};
 use crate::support::*;
 
 const INSTANCE: &str = "e2e-leader-change";
-
-/// Ids of the running containers labelled as members of `instance`.
-fn running_containers_of(instance: &str) -> Vec<String> {
-    let output = Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            &format!("label=mesos-stateful.instance={instance}"),
-        ])
-        .output()
-        .expect("running the docker CLI");
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
 
 #[actix_rt::test]
 async fn scheduler_follows_the_new_leader_and_the_member_keeps_running() {
@@ -68,15 +49,7 @@ async fn scheduler_follows_the_new_leader_and_the_member_keeps_running() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 202);
-    let before: Value = wait_for("RUNNING", Duration::from_secs(60), || {
-        let (http, api) = (http.clone(), api.clone());
-        async move {
-            let body = get_instance(&http, &api, INSTANCE).await?;
-            assert_ne!(body["status"], "FAILED", "instance failed: {body}");
-            (body["status"] == "RUNNING").then_some(body)
-        }
-    })
-    .await;
+    let before = wait_running(&http, &api, INSTANCE, Duration::from_secs(60)).await;
     let container = wait_for(
         "the member's container",
         Duration::from_secs(30),

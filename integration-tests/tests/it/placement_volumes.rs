@@ -129,15 +129,7 @@ async fn members_are_spread_by_an_agent_attribute() {
         }),
     )
     .await;
-    let instance: Value = wait_for("both members RUNNING", Duration::from_secs(90), || {
-        let (http, api) = (http.clone(), api.clone());
-        async move {
-            let body = get_instance(&http, &api, NAME).await?;
-            assert_ne!(body["status"], "FAILED", "instance failed: {body}");
-            (body["status"] == "RUNNING").then_some(body)
-        }
-    })
-    .await;
+    let instance = wait_running(&http, &api, NAME, Duration::from_secs(90)).await;
     let members = instance["members"].as_array().unwrap();
     assert_eq!(members.len(), 2);
     let racks: Vec<&str> = members

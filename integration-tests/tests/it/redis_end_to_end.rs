@@ -71,15 +71,7 @@ async fn redis_master_and_replica_replicate_and_are_deleted() {
         format!("/v1/instances/{INSTANCE}")
     );
 
-    let instance: Value = wait_for("both members RUNNING", Duration::from_secs(90), || {
-        let (http, api) = (http.clone(), api.clone());
-        async move {
-            let body = get_instance(&http, &api, INSTANCE).await?;
-            assert_ne!(body["status"], "FAILED", "instance failed: {body}");
-            (body["status"] == "RUNNING").then_some(body)
-        }
-    })
-    .await;
+    let instance = wait_running(&http, &api, INSTANCE, Duration::from_secs(90)).await;
     let members = instance["members"].as_array().unwrap();
     assert_eq!(members.len(), 2);
     assert_eq!(members[0]["role"], "master");

@@ -39,23 +39,6 @@ async fn endpoints(http: &reqwest::Client, api: &str) -> Option<Value> {
         .ok()
 }
 
-/// The running container of a member.
-fn container_of(member: &str) -> Option<String> {
-    let output = Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=mesos-stateful.member={member}"),
-        ])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .next()
-        .map(String::from)
-}
-
 #[actix_rt::test]
 async fn a_killed_master_is_replaced_by_its_most_advanced_replica() {
     require_image(REDIS_IMAGE);
@@ -116,18 +99,7 @@ async fn a_killed_master_is_replaced_by_its_most_advanced_replica() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 202);
-    let running = |what: &'static str| {
-        let (http, api) = (http.clone(), api.clone());
-        wait_for(what, Duration::from_secs(120), move || {
-            let (http, api) = (http.clone(), api.clone());
-            async move {
-                let body = get_instance(&http, &api, INSTANCE).await?;
-                assert_ne!(body["status"], "FAILED", "instance failed: {body}");
-                (body["status"] == "RUNNING").then_some(body)
-            }
-        })
-    };
-    let instance = running("every member RUNNING").await;
+    let instance = wait_running(&http, &api, INSTANCE, Duration::from_secs(120)).await;
     let members = instance["members"].as_array().unwrap().clone();
     let old_master = members
         .iter()
@@ -165,8 +137,8 @@ async fn a_killed_master_is_replaced_by_its_most_advanced_replica() {
     .await;
 
     // Kill the master's container.
-    let container =
-        container_of(old_master["name"].as_str().unwrap()).expect("the master's container");
+    let container = running_container_of_member(old_master["name"].as_str().unwrap())
+        .expect("the master's container");
     let killed = Command::new("docker")
         .args(["kill", &container])
         .output()
@@ -211,7 +183,7 @@ async fn a_killed_master_is_replaced_by_its_most_advanced_replica() {
 
     // The replica count is restored: the old master's member is back as a replica
     // of the new master, as is the other replica.
-    let instance = running("the instance RUNNING again").await;
+    let instance = wait_running(&http, &api, INSTANCE, Duration::from_secs(120)).await;
     let members = instance["members"].as_array().unwrap().clone();
     assert_eq!(members.len(), 3);
     assert_eq!(members.iter().filter(|m| m["role"] == "master").count(), 1);
@@ -396,7 +368,7 @@ async fn a_restarted_replica_keeps_its_agent_and_its_volume() {
     };
     let before = replica("the instance RUNNING", None).await;
     let member = before["name"].as_str().unwrap().to_string();
-    let container = container_of(&member).expect("the replica's container");
+    let container = running_container_of_member(&member).expect("the replica's container");
     // The volume is the container's /data: the replica's append-only file is there,
     // and a file written into it now must outlive the container.
     exec_in(&container, "echo before-restart > /data/marker");
@@ -421,7 +393,7 @@ async fn a_restarted_replica_keeps_its_agent_and_its_volume() {
     assert_eq!(after["agent_id"], before["agent_id"], "same agent");
     let new_container = wait_for("the new container", Duration::from_secs(30), || {
         let (member, old) = (member.clone(), container.clone());
-        async move { container_of(&member).filter(|c| *c != old) }
+        async move { running_container_of_member(&member).filter(|c| *c != old) }
     })
     .await;
     assert_eq!(

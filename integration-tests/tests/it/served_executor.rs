@@ -3,8 +3,7 @@
 //! downloads it over HTTP into the sandbox, and the task runs. The artifact route
 //! needs no token (a fetcher cannot send one) even with authentication on.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
@@ -16,25 +15,6 @@ use crate::support::*;
 
 const INSTANCE: &str = "e2e-served";
 const TOKEN: &str = "served-executor-token";
-
-/// The `serve` process; stopped on drop.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        for _ in 0..300 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Every file named `name` under `dir`, at any depth.
 fn find_files(dir: &std::path::Path, name: &str, found: &mut Vec<std::path::PathBuf>) {
@@ -69,12 +49,9 @@ async fn agents_fetch_the_executor_the_scheduler_serves() {
     .unwrap();
     let token_file = dir.path().join("tokens");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
+    let port = free_port();
     let api = format!("http://127.0.0.1:{port}");
-    let _serve = Serve(
+    let serve = Interrupted(
         Command::new(workspace_binary("mesos-stateful"))
             .args(["serve", "--master", &cluster.master_url()])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -178,6 +155,6 @@ async fn agents_fetch_the_executor_the_scheduler_serves() {
         containers_of(INSTANCE).is_empty().then_some(())
     })
     .await;
-    drop(_serve);
+    drop(serve);
     cluster.shutdown();
 }

@@ -90,21 +90,56 @@ pub fn require_image(image: &str) {
     );
 }
 
-/// Ids of containers (running or not) labelled as members of `instance`.
-pub fn containers_of(instance: &str) -> Vec<String> {
+/// Full ids of the containers carrying `label` (`key=value`); stopped ones too when
+/// `all`.
+fn containers_labelled(label: &str, all: bool) -> Vec<String> {
     let output = Command::new("docker")
         .args([
             "ps",
-            "-aq",
+            if all { "-aq" } else { "-q" },
+            "--no-trunc",
             "--filter",
-            &format!("label=mesos-stateful.instance={instance}"),
         ])
+        .arg(format!("label={label}"))
         .output()
         .expect("running the docker CLI");
     String::from_utf8_lossy(&output.stdout)
         .split_whitespace()
         .map(String::from)
         .collect()
+}
+
+/// Ids of containers (running or not) labelled as members of `instance`.
+pub fn containers_of(instance: &str) -> Vec<String> {
+    containers_labelled(&format!("mesos-stateful.instance={instance}"), true)
+}
+
+/// Ids of the running containers labelled as members of `instance`.
+pub fn running_containers_of(instance: &str) -> Vec<String> {
+    containers_labelled(&format!("mesos-stateful.instance={instance}"), false)
+}
+
+/// The running container of one member (`cache1-0`), if any.
+pub fn running_container_of_member(member: &str) -> Option<String> {
+    containers_labelled(&format!("mesos-stateful.member={member}"), false)
+        .into_iter()
+        .next()
+}
+
+/// Waits up to `timeout` for instance `name` to be RUNNING and returns it; panics
+/// at once if it FAILED.
+pub async fn wait_running(
+    http: &reqwest::Client,
+    api: &str,
+    name: &str,
+    timeout: Duration,
+) -> Value {
+    wait_for(&format!("{name} RUNNING"), timeout, || async {
+        let body = get_instance(http, api, name).await?;
+        assert_ne!(body["status"], "FAILED", "instance failed: {body}");
+        (body["status"] == "RUNNING").then_some(body)
+    })
+    .await
 }
 
 /// Removes leftovers of an earlier failed run of the same test.
@@ -192,4 +227,32 @@ pub async fn scrape(http: &reqwest::Client, api: &str) -> String {
     let response = http.get(format!("{api}/metrics")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     response.text().await.unwrap()
+}
+
+/// A free TCP port on loopback (free when asked; a test binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A child process (`mesos-stateful dev` or `serve`) interrupted on drop as Ctrl-C
+/// would, and killed if it has not exited 30 s later.
+pub struct Interrupted(pub std::process::Child);
+
+impl Drop for Interrupted {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        for _ in 0..300 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
