@@ -4,14 +4,13 @@
 //! open and may stay silent for hours, so the stream has no idle timeout. An
 //! undecodable line is an error (the caller reconnects), never a panic.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use http::{Method, StatusCode};
-use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::client::{encode, next_chunk, read_error_body, DockerClient};
-use super::stream::JsonLines;
+use super::client::{encode, read_error_body, DockerClient};
+use super::line_stream::JsonLineStream;
 use super::DockerError;
 
 /// One engine event.
@@ -102,55 +101,9 @@ pub struct EventFilters {
     pub since: Option<String>,
 }
 
-/// An open event stream.
-#[derive(Debug)]
-pub struct EventStream {
-    path: String,
-    body: Incoming,
-    lines: JsonLines,
-    ready: VecDeque<DockerEvent>,
-    /// An error met after the events in `ready`, reported once they are handed out.
-    broken: Option<DockerError>,
-}
-
-impl EventStream {
-    /// The next event; `None` when the engine closed the stream. An undecodable line
-    /// or a stream cut inside an event is an error.
-    /// After an error the stream is unusable: drop it and open a new one.
-    pub async fn next(&mut self) -> Result<Option<DockerEvent>, DockerError> {
-        loop {
-            if let Some(event) = self.ready.pop_front() {
-                return Ok(Some(event));
-            }
-            if let Some(err) = self.broken.take() {
-                return Err(err);
-            }
-            let Some(chunk) = next_chunk(&mut self.body, None, "GET", &self.path).await? else {
-                return match std::mem::take(&mut self.lines).finish() {
-                    None => Ok(None),
-                    Some(rest) => self.parse(&rest).map(Some),
-                };
-            };
-            for line in self.lines.push(&chunk) {
-                match self.parse(&line) {
-                    Ok(event) => self.ready.push_back(event),
-                    Err(err) => {
-                        self.broken = Some(err);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    fn parse(&self, line: &[u8]) -> Result<DockerEvent, DockerError> {
-        parse_event(line).map_err(|err| DockerError::InvalidResponse {
-            method: "GET".into(),
-            path: self.path.clone(),
-            reason: format!("undecodable event: {err}"),
-        })
-    }
-}
+/// An open event stream: [`JsonLineStream::next`] gives the next event, `None` when
+/// the engine closed the stream.
+pub type EventStream = JsonLineStream<DockerEvent>;
 
 impl DockerClient {
     /// Subscribes to the engine's events matching `filters`.
@@ -179,13 +132,13 @@ impl DockerClient {
         if response.status() != StatusCode::OK {
             return Err(read_error_body(response, "GET", &path).await);
         }
-        Ok(EventStream {
+        Ok(JsonLineStream::new(
             path,
-            body: response.into_body(),
-            lines: JsonLines::new(),
-            ready: VecDeque::new(),
-            broken: None,
-        })
+            response.into_body(),
+            None,
+            "event",
+            parse_event,
+        ))
     }
 }
 

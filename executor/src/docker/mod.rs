@@ -13,6 +13,7 @@
 mod client;
 mod events;
 mod exec;
+mod line_stream;
 mod logs;
 mod pull;
 mod stats;
@@ -27,6 +28,7 @@ pub use client::{
 };
 pub use events::{parse_event, DockerEvent, EventFilters, EventStream};
 pub use exec::{ExecInspect, ExecResult, MAX_EXEC_OUTPUT};
+pub use line_stream::JsonLineStream;
 pub use logs::LogsCopied;
 pub use pull::{
     docker_config_path, load_registry_auth, parse_pull_line, registry_auth_from_config,

@@ -7,15 +7,14 @@
 //! sample per second on it. CPU% is computed between two samples with
 //! [`cpu_percent`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::client::{encode, expect, next_chunk, read_error_body, ApiVersion, DockerClient};
-use super::stream::JsonLines;
+use super::client::{encode, expect, read_error_body, ApiVersion, DockerClient};
+use super::line_stream::JsonLineStream;
 use super::DockerError;
 
 /// Longest silence accepted on a stats stream before it counts as broken; the
@@ -221,64 +220,10 @@ impl DockerClient {
 }
 
 /// An open `GET /containers/{id}/stats?stream=true` answer: one sample per line, as
-/// the engine produces them.
-#[derive(Debug)]
-pub struct StatsStream {
-    path: String,
-    body: Incoming,
-    lines: JsonLines,
-    /// Samples decoded from a chunk but not handed out yet.
-    ready: VecDeque<StatsSample>,
-    /// An error met after the samples in `ready`, reported once they are handed out.
-    broken: Option<DockerError>,
-}
-
-impl StatsStream {
-    /// The next sample, `None` when the engine ended the stream (the container
-    /// stopped). An undecodable line, a stream cut inside a sample, or a stream
-    /// silent for [`STATS_STREAM_IDLE_TIMEOUT`] is an error.
-    /// After an error the stream is unusable: drop it and open a new one.
-    pub async fn next(&mut self) -> Result<Option<StatsSample>, DockerError> {
-        loop {
-            if let Some(sample) = self.ready.pop_front() {
-                return Ok(Some(sample));
-            }
-            if let Some(err) = self.broken.take() {
-                return Err(err);
-            }
-            let chunk = next_chunk(
-                &mut self.body,
-                Some(STATS_STREAM_IDLE_TIMEOUT),
-                "GET",
-                &self.path,
-            )
-            .await?;
-            let Some(chunk) = chunk else {
-                return match std::mem::take(&mut self.lines).finish() {
-                    None => Ok(None),
-                    Some(rest) => self.parse(&rest).map(Some),
-                };
-            };
-            for line in self.lines.push(&chunk) {
-                match self.parse(&line) {
-                    Ok(sample) => self.ready.push_back(sample),
-                    Err(err) => {
-                        self.broken = Some(err);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    fn parse(&self, line: &[u8]) -> Result<StatsSample, DockerError> {
-        parse_stats(line).map_err(|err| DockerError::InvalidResponse {
-            method: "GET".into(),
-            path: self.path.clone(),
-            reason: format!("undecodable stats sample: {err}"),
-        })
-    }
-}
+/// the engine produces them. [`JsonLineStream::next`] gives the next sample, `None`
+/// when the container stopped; a stream silent for [`STATS_STREAM_IDLE_TIMEOUT`] is
+/// an error.
+pub type StatsStream = JsonLineStream<StatsSample>;
 
 impl DockerClient {
     /// Opens a stats stream of container `id` (`stream=true`); the engine then sends
@@ -289,13 +234,13 @@ impl DockerClient {
         if response.status() != StatusCode::OK {
             return Err(read_error_body(response, "GET", &path).await);
         }
-        Ok(StatsStream {
+        Ok(JsonLineStream::new(
             path,
-            body: response.into_body(),
-            lines: JsonLines::new(),
-            ready: VecDeque::new(),
-            broken: None,
-        })
+            response.into_body(),
+            Some(STATS_STREAM_IDLE_TIMEOUT),
+            "stats sample",
+            parse_stats,
+        ))
     }
 }
 
