@@ -27,7 +27,7 @@
 //! - [`docker`]: the Docker Engine client (`client.rs` transport and container
 //!   lifecycle; `pull.rs`, `exec.rs`, `stats.rs` (one-shot and streamed), `logs.rs`,
 //!   `events.rs` one operation each; `stream.rs` the incremental decoders of streamed
-//!   bodies) and its types.
+//!   bodies, `line_stream.rs` the open JSON-lines answers built on them) and its types.
 //! - [`updates`]: unacknowledged status updates and tasks (plain, synchronous).
 //! - [`task`]: the container plan for a task (ports, mounts, privilege, registry
 //!   credentials checked there), exit-to-state mapping, and the async launch (adopt,
