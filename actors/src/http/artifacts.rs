@@ -81,14 +81,14 @@ impl Artifact {
 #[derive(Debug, Clone, Default)]
 pub struct Artifacts(pub Vec<Artifact>);
 
-/// The prefix of the routes that need no token.
-pub const PATH_PREFIX: &str = "/v1/artifacts/";
+/// The route's pattern; requests matched to it need no token.
+pub const ROUTE: &str = "/v1/artifacts/{sha256}/{file}";
 
 /// Adds `GET /v1/artifacts/{sha256}/{file}`; without `web::Data<Artifacts>` in the app
 /// every artifact is unknown.
 pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
-        web::resource("/v1/artifacts/{sha256}/{file}")
+        web::resource(ROUTE)
             .route(web::get().to(get_artifact))
             .default_service(web::to(super::error::method_not_allowed)),
     );

@@ -188,7 +188,8 @@ pub async fn gate(
                 return Ok(with_cors(response, origin.as_ref()));
             }
         }
-        let public = request.path().starts_with(super::artifacts::PATH_PREFIX);
+        // By the route matched, not by a path prefix a crafted path could share.
+        let public = request.match_pattern().as_deref() == Some(super::artifacts::ROUTE);
         if settings.tokens.enabled() && !public && !authorized(&request, &settings.tokens) {
             let error = ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use mesos_stateful_actors::actor::http_lib::ApiSettings;
 use mesos_stateful_actors::actor::{System, SystemConfig};
 use mesos_stateful_actors::domain::launch::ExecutorLaunch;
+use mesos_stateful_actors::http::artifacts::{Artifact, Artifacts};
 use mesos_stateful_actors::http::security::{RateLimit, Tokens};
 use mesos_stateful_actors::mesos::RecordingMesos;
 use mesos_stateful_actors::telemetry::Metrics;
@@ -243,14 +244,34 @@ async fn api_events_follow_changes_and_resume_after_the_last_id() {
 
 #[actix_rt::test]
 async fn api_requires_a_bearer_token_when_tokens_are_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("mesos-stateful-executor");
+    std::fs::write(&binary, b"executor bytes").unwrap();
+    let artifact = Artifact::load(&binary).unwrap();
     let (_system, url) = serve(ApiSettings {
         tokens: Tokens::parse("s3cret\nother"),
+        artifacts: Artifacts(vec![artifact.clone()]),
         ..unlimited()
     })
     .await;
     let http = reqwest::Client::new();
     let health = http.get(format!("{url}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    // Agents' fetchers get the executor without a token.
+    let fetched = http
+        .get(format!("{url}{}", artifact.url_path()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(&fetched.bytes().await.unwrap()[..], b"executor bytes");
+    // Only that route: a path merely starting like it still needs the token.
+    let lookalike = http
+        .get(format!("{url}/v1/artifacts/a/b/c"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lookalike.status(), 401);
     for path in ["/v1/instances", "/metrics", "/openapi.json", "/v1/events"] {
         let refused = http.get(format!("{url}{path}")).send().await.unwrap();
         assert_eq!(refused.status(), 401, "{path}");
