@@ -19,7 +19,7 @@ use crate::telemetry::{handler_span, MessageName, Metrics, Traced};
 use crate::ActorError;
 
 use super::buffer_manager::BufferManagerHandle;
-use super::state_manager::{InstanceState, StateManagerHandle};
+use super::state_manager::{retry_on_moved, InstanceState, StateManagerHandle};
 
 /// How often kills of DELETING instances' live tasks are re-sent.
 pub const KILL_RETRY_INTERVAL: Duration = Duration::from_secs(15);
@@ -97,6 +97,13 @@ impl Destroyer {
 
     /// Marks the instance DELETED when every task is terminal or was never launched.
     async fn finish_if_done(
+        store: &StateManagerHandle,
+        name: &str,
+    ) -> Result<Option<InstanceState>, ActorError> {
+        retry_on_moved(|| Self::finish_if_done_once(store, name)).await
+    }
+
+    async fn finish_if_done_once(
         store: &StateManagerHandle,
         name: &str,
     ) -> Result<Option<InstanceState>, ActorError> {
@@ -220,6 +227,25 @@ impl Destroyer {
         name: String,
         if_version: Option<u64>,
     ) -> Result<InstanceView, ActorError> {
+        match if_version {
+            // The caller's version is the condition: a change since is its answer.
+            Some(_) => Self::delete_once(&store, &buffer, mesos.as_ref(), &name, if_version).await,
+            // Else a change since the read (a status update) is read again.
+            None => {
+                retry_on_moved(|| Self::delete_once(&store, &buffer, mesos.as_ref(), &name, None))
+                    .await
+            }
+        }
+    }
+
+    async fn delete_once(
+        store: &StateManagerHandle,
+        buffer: &BufferManagerHandle,
+        mesos: &dyn MesosCalls,
+        name: &str,
+        if_version: Option<u64>,
+    ) -> Result<InstanceView, ActorError> {
+        let name = name.to_string();
         let Some(mut state) = store.get(&name).await? else {
             return Err(ActorError::NotFound(name));
         };
@@ -231,29 +257,20 @@ impl Destroyer {
             });
         }
         if state.instance.status.can_delete() {
-            let seen = state.instance.version;
             state.instance.status = InstanceStatus::Deleting;
-            match if_version {
-                // Checked again inside the StateManager, against any write queued
-                // since the read above.
-                Some(_) => {
-                    store
-                        .write_if_version(state.instance.clone(), Vec::new(), seen)
-                        .await?
-                }
-                None => {
-                    store
-                        .write(vec![state.instance.clone()], Vec::new())
-                        .await?
-                }
-            }
+            // Compared and set inside the StateManager against the version read
+            // above, counting writes still queued: a status update written since
+            // cannot be undone by this record, nor can it undo the deletion.
+            store
+                .write(vec![state.instance.clone()], Vec::new())
+                .await?;
             tracing::info!(instance = %name, "deleting instance");
         }
         if state.instance.status == InstanceStatus::Deleting {
             buffer.cancel_instance(&name);
-            Self::kill_live_tasks(mesos.as_ref(), &state);
+            Self::kill_live_tasks(mesos, &state);
         }
-        let state = Self::finish_if_done(&store, &name)
+        let state = Self::finish_if_done(store, &name)
             .await?
             .ok_or_else(|| ActorError::NotFound(name.clone()))?;
         Ok(state.view())

@@ -3,10 +3,14 @@
 //! replace, update; see [`super::operations`]).
 //!
 //! For every status update, in order (`ctx.wait`): find the member whose current
-//! task it is, record the new state, persist, and only then ACKNOWLEDGE the update
-//! (when it carries a uuid; master-generated updates do not and are never
-//! acknowledged). Then the workload's callback for the transition runs
-//! ([`lifecycle::callback`]), its actions are persisted and its commands sent.
+//! task it is, record the new state, run the workload's callback for the transition
+//! ([`lifecycle::callback`]) and plan its actions, persist the new state and what
+//! the actions change in one write, and only then ACKNOWLEDGE the update (when it
+//! carries a uuid; master-generated updates do not and are never acknowledged) and
+//! queue the members and send the commands the actions ask for. The write is
+//! compared and set on the instance's version: if another actor changed the
+//! instance since the read (a deletion), the update is applied again on a fresh
+//! read.
 //! Updates for tasks we do not know, or for an older incarnation of a member, are
 //! acknowledged and, when still live, killed: such a task is an orphan.
 //!
@@ -34,7 +38,7 @@ use actix::prelude::*;
 use mesos_stateful_proto::v1;
 use mesos_stateful_store::records::{InstanceStatus, TaskRecord};
 
-use crate::domain::actions::{launch_job, CommandOrder};
+use crate::domain::actions::{launch_job, plan_actions, ActionPlan, CommandOrder};
 use crate::domain::commands::CommandBook;
 use crate::domain::launch::executor_id;
 use crate::domain::lifecycle::{self, Callback};
@@ -49,7 +53,7 @@ use crate::ActorError;
 
 use super::buffer_manager::BufferManagerHandle;
 use super::destroyer::DestroyerMsg;
-use super::state_manager::{InstanceState, StateManagerHandle};
+use super::state_manager::{retry_on_moved, InstanceState, StateManagerHandle};
 
 /// Events of the Maintainer.
 #[derive(Debug, Message)]
@@ -304,7 +308,9 @@ impl Maintainer {
         let sink = followup.clone();
         let work = async move {
             let task_id = status.task_id.value.clone();
-            match worker.apply(*status).await {
+            // Another actor may change the instance between the read and the write
+            // (a deletion): the update is then applied again on a fresh read.
+            match retry_on_moved(|| worker.apply((*status).clone())).await {
                 Ok(done) => {
                     *sink.borrow_mut() = done;
                     false
@@ -399,26 +405,57 @@ impl UpdateWorker {
         } else {
             lifecycle::next_status(&instance_record, &task_list)
         };
-        let instance_changed = next != instance_record.status;
+        let mut instance_changed = next != instance_record.status;
         if instance_changed {
             tracing::info!(instance = %instance_record.name, from = instance_record.status.as_str(), to = next.as_str(), "instance status");
         }
         instance_record.status = next;
-        let instances = if instance_changed {
-            vec![instance_record.clone()]
-        } else {
-            Vec::new()
-        };
-        self.state.write(instances, vec![updated.clone()]).await?;
-        self.acknowledge(&status);
-
-        let after = InstanceState {
-            instance: instance_record.clone(),
+        let mut after = InstanceState {
+            instance: instance_record,
             tasks,
             stats: instance.stats.clone(),
         };
+
+        // The workload's callback for the transition is planned before anything is
+        // written, so the new state and what the callback changes (members started,
+        // a promotion) are durable together. Written apart, a crash between the two
+        // writes would lose the callback for good: the update is re-sent, but a
+        // repeated state fires nothing.
+        let mut plan = ActionPlan::default();
+        if after.instance.status.is_live() {
+            let view = after.view();
+            let member = MemberView::from(&updated);
+            let callback = lifecycle::callback(updated.role, previous.as_deref(), state);
+            let actions = match callback {
+                Some(Callback::MasterRunning) => self.workload.master_running(&view, &member),
+                Some(Callback::ReplicaRunning) => self.workload.replica_running(&view, &member),
+                Some(Callback::MasterLost) => self.workload.master_lost(&view, &member),
+                Some(Callback::ReplicaLost) => self.workload.replica_lost(&view, &member),
+                None => Vec::new(),
+            };
+            if let Some(callback) = callback {
+                tracing::info!(instance = %after.instance.name, member = %member.name, ?callback, ?actions, "workload callback");
+            }
+            if !actions.is_empty() {
+                let trace_parent = crate::telemetry::traceparent(&tracing::Span::current());
+                plan = plan_actions(
+                    &mut after.instance,
+                    &mut after.tasks,
+                    actions,
+                    self.workload.as_ref(),
+                    trace_parent.as_deref(),
+                );
+            }
+        }
+        instance_changed |= plan.instance_changed;
+        plan.changed_tasks.insert(updated.ordinal);
+        plan.instance_changed = instance_changed;
+        let (instances, task_writes) = plan.records(&after.instance, &after.tasks);
+        self.state.write(instances, task_writes).await?;
+        self.acknowledge(&status);
+
         if matches!(
-            instance_record.status,
+            after.instance.status,
             InstanceStatus::Deleting | InstanceStatus::Deleted
         ) {
             if !state.is_terminal() {
@@ -429,38 +466,15 @@ impl UpdateWorker {
                 self.metrics.sent(super::destroyer::ACTOR);
                 self.destroyer
                     .do_send(Traced::new(DestroyerMsg::TaskTerminal(
-                        instance_record.name.clone(),
+                        after.instance.name.clone(),
                     )));
             }
             return Ok(Followup::default());
         }
-        if !instance_record.status.is_live() {
-            return Ok(Followup::default());
-        }
-        let view = after.view();
-        let member = MemberView::from(&updated);
-        let callback = lifecycle::callback(updated.role, previous.as_deref(), state);
-        let actions = match callback {
-            Some(Callback::MasterRunning) => self.workload.master_running(&view, &member),
-            Some(Callback::ReplicaRunning) => self.workload.replica_running(&view, &member),
-            Some(Callback::MasterLost) => self.workload.master_lost(&view, &member),
-            Some(Callback::ReplicaLost) => self.workload.replica_lost(&view, &member),
-            None => Vec::new(),
-        };
-        if let Some(callback) = callback {
-            tracing::info!(instance = %instance_record.name, member = %member.name, ?callback, ?actions, "workload callback");
-        }
-        let (after, commands) = super::actions::carry_out(
-            &self.state,
-            &self.buffer,
-            self.workload.as_ref(),
-            after,
-            actions,
-        )
-        .await?;
+        super::actions::after_write(&self.buffer, plan.promotions, plan.jobs);
         let recover = (lifecycle::is_gone(state) && after.instance.status.is_live())
             .then(|| after.instance.name.clone());
-        let mut commands = commands;
+        let mut commands = plan.commands;
         if after.instance.lifecycle.rollout.is_some() {
             commands.extend(self.advance_rollout(&after.instance.name).await?);
         }

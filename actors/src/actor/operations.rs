@@ -98,6 +98,11 @@ impl From<ActorError> for OperationError {
                 retry_after_seconds,
                 subscribed,
             },
+            // A status update or a deletion changed the instance between the
+            // operation's read and its write; nothing of the operation was written.
+            ActorError::VersionMoved { name, .. } => OperationError::Conflict(format!(
+                "instance {name} changed while the operation ran; read it again and retry"
+            )),
             other => OperationError::Unavailable(other.to_string()),
         }
     }

@@ -321,6 +321,20 @@ impl StateManager {
             .max(cached)
     }
 
+    /// Refuses a write of `name` built on version `expected` when the instance has
+    /// moved past it (a durable or a queued write).
+    fn check_version(&self, name: &str, expected: u64) -> Result<(), ActorError> {
+        let current = self.current_version(name);
+        if current == expected {
+            return Ok(());
+        }
+        Err(ActorError::VersionMoved {
+            name: name.to_string(),
+            expected,
+            current,
+        })
+    }
+
     /// Bumps versions past the cached ones, and past those given to writes still
     /// queued or in flight, so every write is visible as a change.
     fn bump_versions(&mut self, instances: &mut [InstanceRecord], tasks: &mut [TaskRecord]) {
@@ -512,17 +526,20 @@ pub struct CreateInstance {
 }
 
 /// Writes instance and task records as one atomic batch.
+///
+/// Instance records are compared and set: each must carry the version it was read
+/// at, which must still be the instance's version now (its cached version, or that
+/// of a write still queued). A record built on an older read would undo whatever
+/// changed since (a deletion, a promotion), so such a write is refused with
+/// [`ActorError::VersionMoved`] and nothing changes; the writer reads again and
+/// decides again ([`retry_on_moved`]).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), ActorError>")]
 pub struct Write {
-    /// Instance records to put.
+    /// Instance records to put, each at the version it was read at.
     pub instances: Vec<InstanceRecord>,
     /// Task records to put.
     pub tasks: Vec<TaskRecord>,
-    /// The version the first instance record must have now (its cached version,
-    /// or that of a write still queued); else the write is refused with
-    /// [`ActorError::VersionMoved`] and nothing changes.
-    pub expected_version: Option<u64>,
 }
 
 /// Keeps the latest stats sample of a task (in memory only).
@@ -656,6 +673,32 @@ impl Handler<Traced<CreateInstance>> for StateManager {
     }
 }
 
+/// How many times [`retry_on_moved`] reads again before giving up.
+pub const MOVED_ATTEMPTS: u32 = 12;
+
+/// Runs `attempt` (a read, a decision and a write) again while its write is refused
+/// with [`ActorError::VersionMoved`]: another writer changed the instance since the
+/// read. The pause between attempts lets a write still in flight become durable,
+/// and so readable (1 ms, doubling up to 64 ms; about half a second in all).
+pub async fn retry_on_moved<T, F, Fut>(mut attempt: F) -> Result<T, ActorError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ActorError>>,
+{
+    let mut pause = std::time::Duration::from_millis(1);
+    for _ in 1..MOVED_ATTEMPTS {
+        match attempt().await {
+            Err(ActorError::VersionMoved { name, .. }) => {
+                tracing::debug!(instance = %name, "instance changed since it was read; reading again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(64));
+            }
+            other => return other,
+        }
+    }
+    attempt().await
+}
+
 fn unavailable() -> ActorError {
     ActorError::Unavailable {
         actor: "StateManager",
@@ -672,19 +715,10 @@ impl Handler<Traced<Write>> for StateManager {
         let Write {
             mut instances,
             mut tasks,
-            expected_version,
         } = traced.message;
-        if let (Some(expected), Some(instance)) = (expected_version, instances.first()) {
-            let current = self.current_version(&instance.name);
-            if current != expected {
-                let name = instance.name.clone();
-                return Box::pin(async move {
-                    Err(ActorError::VersionMoved {
-                        name,
-                        expected,
-                        current,
-                    })
-                });
+        for instance in &instances {
+            if let Err(moved) = self.check_version(&instance.name, instance.version) {
+                return Box::pin(async move { Err(moved) });
             }
         }
         self.bump_versions(&mut instances, &mut tasks);
@@ -717,6 +751,9 @@ impl Handler<Traced<RemoveTasks>> for StateManager {
             mut instance,
             ordinals,
         } = traced.message;
+        if let Err(moved) = self.check_version(&instance.name, instance.version) {
+            return Box::pin(async move { Err(moved) });
+        }
         self.bump_versions(std::slice::from_mut(&mut instance), &mut []);
         let answer = self.enqueue(WriteKind::Remove { instance, ordinals }, ctx);
         Box::pin(async move {
@@ -818,7 +855,8 @@ impl StateManagerHandle {
             .map_err(|e| ActorError::mailbox("StateManager", e))?
     }
 
-    /// Writes records atomically.
+    /// Writes records atomically; each instance record must still be at the
+    /// version it carries (see [`Write`]).
     pub async fn write(
         &self,
         instances: Vec<InstanceRecord>,
@@ -826,31 +864,7 @@ impl StateManagerHandle {
     ) -> Result<(), ActorError> {
         self.metrics.sent(ACTOR);
         self.addr
-            .send(Traced::new(Write {
-                instances,
-                tasks,
-                expected_version: None,
-            }))
-            .await
-            .map_err(|e| ActorError::mailbox("StateManager", e))?
-    }
-
-    /// Puts `instance` (and `tasks`) only if the instance is at version `expected`
-    /// now, all in one step of the StateManager: no other write can come between
-    /// the check and this one.
-    pub async fn write_if_version(
-        &self,
-        instance: InstanceRecord,
-        tasks: Vec<TaskRecord>,
-        expected: u64,
-    ) -> Result<(), ActorError> {
-        self.metrics.sent(ACTOR);
-        self.addr
-            .send(Traced::new(Write {
-                instances: vec![instance],
-                tasks,
-                expected_version: Some(expected),
-            }))
+            .send(Traced::new(Write { instances, tasks }))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))?
     }
@@ -964,20 +978,20 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn a_conditional_write_sees_writes_still_queued() {
+    async fn a_write_built_on_an_older_read_is_refused_even_behind_a_queued_write() {
         let persister = Arc::new(MemPersister::new());
         let (state, _) = start(persister.clone());
         state.create(instance("c"), Vec::new()).await.unwrap();
         let seen = state.get("c").await.unwrap().unwrap().instance;
         assert_eq!(seen.version, 1);
-        // Another write is sent first, without waiting for it: the conditional
-        // write, checked against version 1, must see it and refuse.
+        // Another write is sent first, without waiting for it: the second, built
+        // on the same read of version 1, must see the first and refuse.
         let mut other = seen.clone();
         other.status_message = Some("moved on".into());
         let first = state.write(vec![other], Vec::new());
         let mut deleting = seen.clone();
         deleting.status = mesos_stateful_store::records::InstanceStatus::Deleting;
-        let second = state.write_if_version(deleting.clone(), Vec::new(), 1);
+        let second = state.write(vec![deleting.clone()], Vec::new());
         let (first, second) = futures_util::future::join(first, second).await;
         first.unwrap();
         match second {
@@ -994,11 +1008,9 @@ mod tests {
             (2, mesos_stateful_store::records::InstanceStatus::Creating),
             "the refused write changed nothing"
         );
-        // At the right version it goes through.
-        state
-            .write_if_version(deleting, Vec::new(), 2)
-            .await
-            .unwrap();
+        // Built on a fresh read it goes through.
+        deleting.version = 2;
+        state.write(vec![deleting], Vec::new()).await.unwrap();
         let now = state.get("c").await.unwrap().unwrap().instance;
         assert_eq!(
             (now.version, now.status),

@@ -41,6 +41,28 @@ pub struct ActionPlan {
     pub promotions: u32,
 }
 
+impl ActionPlan {
+    /// The records to persist: the instance if it changed, and the changed tasks
+    /// as they are in `tasks`.
+    pub fn records(
+        &self,
+        instance: &InstanceRecord,
+        tasks: &BTreeMap<u32, TaskRecord>,
+    ) -> (Vec<InstanceRecord>, Vec<TaskRecord>) {
+        let instances = if self.instance_changed {
+            vec![instance.clone()]
+        } else {
+            Vec::new()
+        };
+        let tasks = self
+            .changed_tasks
+            .iter()
+            .filter_map(|ordinal| tasks.get(ordinal).cloned())
+            .collect();
+        (instances, tasks)
+    }
+}
+
 /// The launch job of a member's current incarnation.
 pub fn launch_job(instance: &InstanceRecord, task: &TaskRecord) -> LaunchJob {
     LaunchJob::for_member(&instance.spec, task)
