@@ -39,7 +39,7 @@ use crate::workload::Workload;
 use crate::ActorError;
 
 use super::buffer_manager::BufferManagerHandle;
-use super::state_manager::StateManagerHandle;
+use super::state_manager::{retry_on_moved, StateManagerHandle};
 
 /// How long Mesos should hold back declined resources while work is queued.
 pub const REFUSE_SECONDS_BUSY: f64 = 5.0;
@@ -210,7 +210,10 @@ impl OfferManager {
         let metrics = self.metrics.clone();
         let offer_ids: Vec<String> = offers.iter().map(|o| o.id.value.clone()).collect();
         let work = async move {
-            match round.run(offers).await {
+            // A member's record changed between the round's read and its write (a
+            // status update, a restart): nothing was written or accepted, so the
+            // round runs again on a fresh read.
+            match retry_on_moved(|| round.run(offers.clone())).await {
                 Ok(report) => Some(report),
                 Err(error) => {
                     // Nothing was accepted: give the offers back so Mesos re-offers them.
@@ -303,7 +306,7 @@ type RoundReport = (bool, Option<bool>);
 
 impl OfferRound {
     /// Runs the round.
-    async fn run(self, offers: Vec<v1::Offer>) -> Result<RoundReport, ActorError> {
+    async fn run(&self, offers: Vec<v1::Offer>) -> Result<RoundReport, ActorError> {
         let jobs = self.buffer.pending().await?;
         let offers: Vec<v1::Offer> = match self.rescinded.lock() {
             Ok(rescinded) => offers

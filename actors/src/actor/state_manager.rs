@@ -335,6 +335,31 @@ impl StateManager {
         })
     }
 
+    /// Refuses a write of a member's record built on another version than its
+    /// current one (0 for a member without a record).
+    fn check_task_version(&self, task: &TaskRecord) -> Result<(), ActorError> {
+        let cached = self
+            .instances
+            .get(&task.instance)
+            .and_then(|s| s.tasks.get(&task.ordinal))
+            .map(|t| t.version)
+            .unwrap_or(0);
+        let current = self
+            .assigned_versions
+            .get(&(task.instance.clone(), Some(task.ordinal)))
+            .copied()
+            .unwrap_or(0)
+            .max(cached);
+        if current == task.version {
+            return Ok(());
+        }
+        Err(ActorError::VersionMoved {
+            name: format!("{}-{}", task.instance, task.ordinal),
+            expected: task.version,
+            current,
+        })
+    }
+
     /// Bumps versions past the cached ones, and past those given to writes still
     /// queued or in flight, so every write is visible as a change.
     fn bump_versions(&mut self, instances: &mut [InstanceRecord], tasks: &mut [TaskRecord]) {
@@ -527,18 +552,18 @@ pub struct CreateInstance {
 
 /// Writes instance and task records as one atomic batch.
 ///
-/// Instance records are compared and set: each must carry the version it was read
-/// at, which must still be the instance's version now (its cached version, or that
-/// of a write still queued). A record built on an older read would undo whatever
-/// changed since (a deletion, a promotion), so such a write is refused with
-/// [`ActorError::VersionMoved`] and nothing changes; the writer reads again and
-/// decides again ([`retry_on_moved`]).
+/// Records are compared and set: each must carry the version it was read at (0 for
+/// a new member), which must still be the record's version now (its cached
+/// version, or that of a write still queued). A record built on an older read would
+/// undo whatever changed since (a deletion, a promotion, a released volume), so
+/// such a write is refused with [`ActorError::VersionMoved`] and nothing changes;
+/// the writer reads again and decides again ([`retry_on_moved`]).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), ActorError>")]
 pub struct Write {
     /// Instance records to put, each at the version it was read at.
     pub instances: Vec<InstanceRecord>,
-    /// Task records to put.
+    /// Task records to put, each at the version it was read at.
     pub tasks: Vec<TaskRecord>,
 }
 
@@ -716,10 +741,16 @@ impl Handler<Traced<Write>> for StateManager {
             mut instances,
             mut tasks,
         } = traced.message;
-        for instance in &instances {
-            if let Err(moved) = self.check_version(&instance.name, instance.version) {
-                return Box::pin(async move { Err(moved) });
-            }
+        let checked = instances
+            .iter()
+            .try_for_each(|instance| self.check_version(&instance.name, instance.version))
+            .and_then(|()| {
+                tasks
+                    .iter()
+                    .try_for_each(|task| self.check_task_version(task))
+            });
+        if let Err(moved) = checked {
+            return Box::pin(async move { Err(moved) });
         }
         self.bump_versions(&mut instances, &mut tasks);
         let answer = self.enqueue(WriteKind::Put { instances, tasks }, ctx);
@@ -855,8 +886,8 @@ impl StateManagerHandle {
             .map_err(|e| ActorError::mailbox("StateManager", e))?
     }
 
-    /// Writes records atomically; each instance record must still be at the
-    /// version it carries (see [`Write`]).
+    /// Writes records atomically; each record must still be at the version it
+    /// carries (see [`Write`]).
     pub async fn write(
         &self,
         instances: Vec<InstanceRecord>,
@@ -1026,7 +1057,7 @@ mod tests {
         let before = persister.write_count();
         let writes = (0..100u32).map(|i| {
             let state = state.clone();
-            let mut task = TaskRecord::waiting("c", i % 10, Role::Replica, 1);
+            let mut task = TaskRecord::waiting("c", i, Role::Replica, 1);
             task.message = Some(format!("write {i}"));
             async move { state.write(Vec::new(), vec![task]).await }
         });
@@ -1036,11 +1067,40 @@ mod tests {
         let batches = persister.write_count() - before;
         assert!(batches < 50, "100 writes took {batches} synced batches");
         let cached = state.get("c").await.unwrap().unwrap();
-        assert_eq!(cached.tasks.len(), 10);
-        // Each ordinal was written ten times, in order: the last write wins and every
-        // write bumped the version, whichever batch carried it.
-        assert_eq!(cached.tasks[&3].message.as_deref(), Some("write 93"));
-        assert_eq!(cached.tasks[&3].version, 10);
+        assert_eq!(cached.tasks.len(), 100);
+        assert_eq!(cached.tasks[&3].message.as_deref(), Some("write 3"));
+        assert_eq!(cached.tasks[&3].version, 1);
+
+        // Two writes of one member sent together, each built on version 1: the
+        // first wins, the second is refused, whichever batch carries them.
+        let first = cached.tasks[&3].clone();
+        let mut second = first.clone();
+        second.message = Some("second".into());
+        let (first, second) = futures_util::future::join(
+            state.write(Vec::new(), vec![first]),
+            state.write(Vec::new(), vec![second]),
+        )
+        .await;
+        first.unwrap();
+        assert!(
+            matches!(
+                second,
+                Err(ActorError::VersionMoved {
+                    expected: 1,
+                    current: 2,
+                    ..
+                })
+            ),
+            "{second:?}"
+        );
+        let cached = state.get("c").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                cached.tasks[&3].version,
+                cached.tasks[&3].message.as_deref()
+            ),
+            (2, Some("write 3"))
+        );
     }
 
     #[actix_rt::test]
