@@ -2,7 +2,9 @@
 //! lost members, and carries out the operations on members (scale, restart,
 //! replace, update; see [`super::operations`]).
 //!
-//! For every status update, in order (`ctx.wait`): find the member whose current
+//! Status updates are applied in batches (`ctx.wait`, so nothing else of this actor
+//! runs meanwhile): those of one instance in arrival order, those of different
+//! instances side by side. For every status update: find the member whose current
 //! task it is, record the new state, run the workload's callback for the transition
 //! ([`lifecycle::callback`]) and plan its actions, persist the new state and what
 //! the actions change in one write, and only then ACKNOWLEDGE the update (when it
@@ -16,15 +18,16 @@
 //!
 //! Lost members are relaunched by the recovery tick ([`RECOVERY_TICK`]) as decided
 //! by [`crate::domain::recovery`]: in place after a backoff, elsewhere once their
-//! agent stayed gone past the replace timeout. Updates, recovery and operations all
-//! run with `ctx.wait`, one at a time, so they never race on a member's record.
+//! agent stayed gone past the replace timeout. Update batches, recovery and operations
+//! all run with `ctx.wait`, one at a time, and within a batch one instance's
+//! updates run one after the other, so they never race on a member's record.
 //!
 //! A restart of this actor loses its commands in flight (their callers get an
 //! error) and the set of instances with lost members, rebuilt by a full scan of the
 //! store at start; unacknowledged updates are re-sent by Mesos.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,6 +46,7 @@ use crate::domain::commands::CommandBook;
 use crate::domain::launch::executor_id;
 use crate::domain::lifecycle::{self, Callback};
 use crate::domain::recovery::{self, Recovery, RecoveryConfig};
+use crate::domain::updates;
 use crate::domain::view::MemberView;
 use crate::mesos::{calls, MesosCalls};
 use crate::telemetry::{
@@ -81,6 +85,8 @@ enum MaintainerTimer {
 pub const COMMAND_TICK: Duration = Duration::from_millis(500);
 /// How often lost members are considered for a relaunch.
 pub const RECOVERY_TICK: Duration = Duration::from_millis(500);
+/// Most status updates applied in one batch.
+pub const UPDATE_BATCH: usize = 1024;
 /// Longest a command asked for by a workload's action may run.
 pub const ACTION_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -119,6 +125,10 @@ pub struct Maintainer {
     /// Who waits for each command's result. Dropping a sender answers the waiter
     /// with "unavailable".
     command_waiters: BTreeMap<String, Vec<oneshot::Sender<Result<CommandResult, ActorError>>>>,
+    /// Status updates waiting for the next batch, in arrival order.
+    pending_updates: VecDeque<(Box<v1::TaskStatus>, tracing::Span)>,
+    /// Whether a batch is due to start.
+    batch_scheduled: bool,
     /// Instances with a lost member not yet relaunched. Filled by updates and by the
     /// full scan at start; emptied by the recovery tick once nothing is left to do.
     recovering: BTreeSet<String>,
@@ -178,6 +188,8 @@ impl Maintainer {
             commands: CommandBook::default(),
             command_waiters: BTreeMap::new(),
             recovering: BTreeSet::new(),
+            pending_updates: VecDeque::new(),
+            batch_scheduled: false,
         }
     }
 
@@ -293,40 +305,79 @@ impl Maintainer {
         }
     }
 
+    /// Queues an update for the next batch, which starts once the updates already
+    /// in the mailbox have joined it.
     fn on_task_update(
         &mut self,
         status: Box<v1::TaskStatus>,
         span: tracing::Span,
         ctx: &mut Context<Self>,
     ) {
-        let worker = self.worker.clone();
         span.record("task_id", status.task_id.value.as_str());
         if let Some(agent) = &status.agent_id {
             span.record("agent_id", agent.value.as_str());
         }
-        let followup = Rc::new(RefCell::new(Followup::default()));
-        let sink = followup.clone();
-        let work = async move {
-            let task_id = status.task_id.value.clone();
-            // Another actor may change the instance between the read and the write
-            // (a deletion): the update is then applied again on a fresh read.
-            match retry_on_moved(|| worker.apply((*status).clone())).await {
-                Ok(done) => {
-                    *sink.borrow_mut() = done;
-                    false
-                }
-                Err(error) => {
-                    // Not acknowledged: Mesos will send the update again.
-                    tracing::error!(%task_id, %error, "status update not applied");
-                    true
+        self.pending_updates.push_back((status, span));
+        if !self.batch_scheduled {
+            self.batch_scheduled = true;
+            ctx.run_later(Duration::ZERO, |actor, ctx| actor.apply_batch(ctx));
+        }
+    }
+
+    /// Applies the queued updates (at most [`UPDATE_BATCH`]) with `ctx.wait`: those
+    /// of one instance in order, those of different instances side by side
+    /// ([`updates::group_in_order`]), so their writes share synced batches.
+    fn apply_batch(&mut self, ctx: &mut Context<Self>) {
+        self.batch_scheduled = false;
+        let take = self.pending_updates.len().min(UPDATE_BATCH);
+        if take == 0 {
+            return;
+        }
+        let batch: Vec<_> = self.pending_updates.drain(..take).collect();
+        if !self.pending_updates.is_empty() {
+            self.batch_scheduled = true;
+            ctx.run_later(Duration::ZERO, |actor, ctx| actor.apply_batch(ctx));
+        }
+        let followups = Rc::new(RefCell::new(Vec::new()));
+        let groups = updates::group_in_order(batch, |(status, _)| {
+            updates::update_key(&status.task_id.value)
+        });
+        let chains = groups.into_iter().map(|group| {
+            let worker = self.worker.clone();
+            let metrics = self.metrics.clone();
+            let sink = followups.clone();
+            async move {
+                for (status, span) in group {
+                    let worker = worker.clone();
+                    let sink = sink.clone();
+                    let work = async move {
+                        let task_id = status.task_id.value.clone();
+                        // Another actor may change the instance between the read and
+                        // the write (a deletion): the update is then applied again on
+                        // a fresh read.
+                        match retry_on_moved(|| worker.apply((*status).clone())).await {
+                            Ok(done) => {
+                                sink.borrow_mut().push(done);
+                                false
+                            }
+                            Err(error) => {
+                                // Not acknowledged: Mesos will send the update again.
+                                tracing::error!(%task_id, %error, "status update not applied");
+                                true
+                            }
+                        }
+                    };
+                    observe(metrics.clone(), ACTOR, "TaskUpdate", span, work).await;
                 }
             }
-        };
-        ctx.wait(
-            observe(self.metrics.clone(), ACTOR, "TaskUpdate", span, work)
-                .into_actor(self)
-                .map(move |(), actor, _| actor.follow_up(followup.take())),
-        );
+        });
+        ctx.wait(futures_util::future::join_all(chains).into_actor(self).map(
+            move |_, actor, _| {
+                for followup in followups.take() {
+                    actor.follow_up(followup);
+                }
+            },
+        ));
     }
 }
 

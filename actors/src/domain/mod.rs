@@ -12,4 +12,5 @@ pub mod operations;
 pub mod placement;
 pub mod recovery;
 pub mod request;
+pub mod updates;
 pub mod view;
