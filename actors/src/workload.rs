@@ -66,8 +66,11 @@ pub enum Action {
         to: u32,
     },
     /// Run `argv` in the container of the member at `ordinal` through its executor,
-    /// re-sent until the executor answers. Skipped (with a warning) when the member
-    /// does not run.
+    /// re-sent until the executor answers, also by a scheduler that restarted before
+    /// the answer (the command is recorded with the change it serves). The executor
+    /// runs a command id once; a command should still be safe to run twice, since an
+    /// executor that restarted has forgotten the ids it ran. Skipped (with a
+    /// warning) when the member does not run.
     RunCommand {
         /// Member whose container runs it.
         ordinal: u32,

@@ -255,6 +255,25 @@ pub struct InstanceLifecycle {
     /// The rolling restart under way after an update of the spec, if any.
     #[serde(default)]
     pub rollout: Option<Rollout>,
+    /// Commands that workload actions asked for, written with the change they serve
+    /// and kept until their executor answers (or they expire), so a scheduler that
+    /// restarts sends them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<RecordedCommand>,
+}
+
+/// A command for a member's container, decided by a workload action and not
+/// answered yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCommand {
+    /// The executor's idempotency key: the same id is never run twice.
+    pub command_id: String,
+    /// Ordinal of the member.
+    pub ordinal: u32,
+    /// The member's task the command is for; another incarnation does not get it.
+    pub task_id: String,
+    /// Command and arguments.
+    pub argv: Vec<String>,
 }
 
 /// A rolling restart: members restarted one at a time with the updated spec,

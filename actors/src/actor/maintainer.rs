@@ -39,7 +39,7 @@ use mesos_stateful_proto::stateful::CommandResult;
 use actix::prelude::*;
 
 use mesos_stateful_proto::v1;
-use mesos_stateful_store::records::{InstanceStatus, TaskRecord};
+use mesos_stateful_store::records::{InstanceStatus, RecordedCommand, TaskRecord};
 
 use crate::domain::actions::{launch_job, plan_actions, ActionPlan, CommandOrder};
 use crate::domain::commands::CommandBook;
@@ -129,6 +129,9 @@ pub struct Maintainer {
     pending_updates: VecDeque<(Box<v1::TaskStatus>, tracing::Span)>,
     /// Whether a batch is due to start.
     batch_scheduled: bool,
+    /// Recorded commands in the book, by id, with their instance: answered or
+    /// expired, they are cleared from the instance's record.
+    recorded: BTreeMap<String, String>,
     /// Instances with a lost member not yet relaunched. Filled by updates and by the
     /// full scan at start; emptied by the recovery tick once nothing is left to do.
     recovering: BTreeSet<String>,
@@ -190,6 +193,7 @@ impl Maintainer {
             recovering: BTreeSet::new(),
             pending_updates: VecDeque::new(),
             batch_scheduled: false,
+            recorded: BTreeMap::new(),
         }
     }
 
@@ -201,31 +205,77 @@ impl Maintainer {
         &self.metrics
     }
 
-    /// Sends the commands of workload actions; their results are only logged.
-    pub(super) fn follow_up(&mut self, followup: Followup) {
+    /// Sends the commands of workload actions (recorded with the change they
+    /// serve); their results are only logged.
+    pub(super) fn follow_up(&mut self, followup: Followup, ctx: &mut Context<Self>) {
         if let Some(instance) = followup.recover {
             self.recovering.insert(instance);
         }
         if followup.commands.is_empty() {
             return;
         }
-        let epoch_nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
         for order in followup.commands {
-            let command = self.commands.start(
+            tracing::info!(instance = %order.instance, ordinal = order.ordinal, command_id = %order.command_id, argv = ?order.argv, "running command for the workload");
+            self.start_recorded(
+                order.instance,
+                order.command_id,
                 &order.task_id,
                 &order.agent_id,
-                &executor_id(&order.task_id),
-                order.argv.clone(),
-                ACTION_COMMAND_TIMEOUT,
-                Instant::now(),
-                epoch_nanos,
+                order.argv,
             );
-            tracing::info!(instance = %order.instance, ordinal = order.ordinal, command_id = %command.command_id, argv = ?order.argv, "running command for the workload");
         }
-        self.on_commands_tick();
+        self.on_commands_tick(ctx);
+    }
+
+    /// Puts a recorded command in the book; its record is cleared once answered.
+    fn start_recorded(
+        &mut self,
+        instance: String,
+        command_id: String,
+        task_id: &str,
+        agent_id: &str,
+        argv: Vec<String>,
+    ) {
+        self.commands.start_as(
+            command_id.clone(),
+            task_id,
+            agent_id,
+            &executor_id(task_id),
+            argv,
+            ACTION_COMMAND_TIMEOUT,
+            Instant::now(),
+        );
+        self.recorded.insert(command_id, instance);
+    }
+
+    /// Removes answered or abandoned commands from their instance's record, with
+    /// `ctx.wait` like every other write of this actor, so an operation never reads
+    /// the instance just before this write lands.
+    fn forget_commands(&mut self, instance: String, ids: Vec<String>, ctx: &mut Context<Self>) {
+        let state = self.worker.state.clone();
+        let work = async move {
+            let result = retry_on_moved(|| async {
+                let Some(current) = state.get(&instance).await? else {
+                    return Ok(());
+                };
+                let mut record = current.instance;
+                let before = record.lifecycle.commands.len();
+                record
+                    .lifecycle
+                    .commands
+                    .retain(|c| !ids.contains(&c.command_id));
+                if record.lifecycle.commands.len() == before {
+                    return Ok(());
+                }
+                state.write(vec![record], Vec::new()).await
+            })
+            .await;
+            if let Err(error) = result {
+                // Kept: a restart sends them again, and the executor runs an id once.
+                tracing::warn!(%instance, %error, "cannot clear answered commands from the record");
+            }
+        };
+        ctx.wait(work.into_actor(self));
     }
 
     fn on_recovery_tick(&mut self, ctx: &mut Context<Self>) {
@@ -247,32 +297,34 @@ impl Maintainer {
         let state = self.worker.state.clone();
         let work = async move {
             match state.list().await {
-                Ok(states) => states
-                    .into_iter()
-                    .filter(|s| s.instance.status.is_live())
-                    .filter(|s| {
-                        s.tasks
-                            .values()
-                            .any(|t| lifecycle::is_gone_name(t.state.as_deref()))
-                    })
-                    .map(|s| s.instance.name)
-                    .collect(),
+                Ok(states) => scan(states),
                 Err(error) => {
-                    tracing::warn!(%error, "cannot scan for lost members");
-                    BTreeSet::new()
+                    tracing::warn!(%error, "cannot scan for lost members and unanswered commands");
+                    Scan::default()
                 }
             }
         };
-        ctx.wait(
-            work.into_actor(self)
-                .map(|found: BTreeSet<String>, actor, _| actor.recovering.extend(found)),
-        );
+        ctx.wait(work.into_actor(self).map(|found: Scan, actor, ctx| {
+            actor.recovering.extend(found.recovering);
+            for (instance, command, agent_id) in found.resend {
+                tracing::info!(%instance, command_id = %command.command_id, argv = ?command.argv, "sending an unanswered command again");
+                actor.start_recorded(instance, command.command_id, &command.task_id, &agent_id, command.argv);
+            }
+            for (instance, ids) in found.stale {
+                tracing::warn!(%instance, ?ids, "dropping commands for members that no longer run the task they were for");
+                actor.forget_commands(instance, ids, ctx);
+            }
+            actor.on_commands_tick(ctx);
+        }));
     }
 
-    fn on_command_answered(&mut self, result: CommandResult) {
+    fn on_command_answered(&mut self, result: CommandResult, ctx: &mut Context<Self>) {
         if !self.commands.complete(&result.command_id) {
             tracing::debug!(command_id = %result.command_id, "answer to a command no longer waited for");
             return;
+        }
+        if let Some(instance) = self.recorded.remove(&result.command_id) {
+            self.forget_commands(instance, vec![result.command_id.clone()], ctx);
         }
         tracing::info!(command_id = %result.command_id, exit_code = ?result.exit_code, "command answered");
         for waiter in self
@@ -284,10 +336,13 @@ impl Maintainer {
         }
     }
 
-    fn on_commands_tick(&mut self) {
+    fn on_commands_tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         for expired in self.commands.expire(now) {
             tracing::warn!(command_id = %expired, "no answer to command");
+            if let Some(instance) = self.recorded.remove(&expired) {
+                self.forget_commands(instance, vec![expired.clone()], ctx);
+            }
             for waiter in self.command_waiters.remove(&expired).unwrap_or_default() {
                 let _ = waiter.send(Err(ActorError::Unavailable {
                     actor: "executor",
@@ -372,13 +427,56 @@ impl Maintainer {
             }
         });
         ctx.wait(futures_util::future::join_all(chains).into_actor(self).map(
-            move |_, actor, _| {
+            move |_, actor, ctx| {
                 for followup in followups.take() {
-                    actor.follow_up(followup);
+                    actor.follow_up(followup, ctx);
                 }
             },
         ));
     }
+}
+
+/// What the scan at start finds.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Live instances with a lost member.
+    recovering: BTreeSet<String>,
+    /// Recorded commands whose member still runs their task, with its agent.
+    resend: Vec<(String, RecordedCommand, String)>,
+    /// Recorded commands whose member moved on (or whose instance is not live).
+    stale: Vec<(String, Vec<String>)>,
+}
+
+fn scan(states: Vec<InstanceState>) -> Scan {
+    let mut found = Scan::default();
+    for state in states {
+        let name = state.instance.name.clone();
+        let live = state.instance.status.is_live();
+        if live
+            && state
+                .tasks
+                .values()
+                .any(|t| lifecycle::is_gone_name(t.state.as_deref()))
+        {
+            found.recovering.insert(name.clone());
+        }
+        let mut stale = Vec::new();
+        for command in &state.instance.lifecycle.commands {
+            let target = state
+                .tasks
+                .get(&command.ordinal)
+                .filter(|t| live && t.task_id == command.task_id && lifecycle::is_running(t))
+                .and_then(|t| t.agent_id.clone());
+            match target {
+                Some(agent) => found.resend.push((name.clone(), command.clone(), agent)),
+                None => stale.push(command.command_id.clone()),
+            }
+        }
+        if !stale.is_empty() {
+            found.stale.push((name, stale));
+        }
+    }
+    found
 }
 
 impl UpdateWorker {
@@ -643,7 +741,7 @@ impl Handler<MaintainerTimer> for Maintainer {
     type Result = ();
     fn handle(&mut self, msg: MaintainerTimer, ctx: &mut Context<Self>) {
         match msg {
-            MaintainerTimer::Commands => self.on_commands_tick(),
+            MaintainerTimer::Commands => self.on_commands_tick(ctx),
             MaintainerTimer::Recovery => self.on_recovery_tick(ctx),
             MaintainerTimer::FullScan => self.on_full_scan(ctx),
         }
@@ -681,7 +779,7 @@ impl Handler<Traced<RunCommand>> for Maintainer {
         Box::pin(
             lookup
                 .into_actor(self)
-                .map(move |found, actor, _| {
+                .map(move |found, actor, ctx| {
                     let (task_id, agent_id) = found?;
                     let epoch_nanos = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
@@ -703,7 +801,7 @@ impl Handler<Traced<RunCommand>> for Maintainer {
                         .or_default()
                         .push(sender);
                     // Sent at once; the tick re-sends it until answered.
-                    actor.on_commands_tick();
+                    actor.on_commands_tick(ctx);
                     Ok(receiver)
                 })
                 .then(|receiver, actor, _| {
@@ -734,7 +832,7 @@ impl Handler<Traced<MaintainerMsg>> for Maintainer {
             MaintainerMsg::TaskUpdate(status) => self.on_task_update(status, span, ctx),
             MaintainerMsg::CommandAnswered(result) => {
                 let _entered = span.entered();
-                self.on_command_answered(result)
+                self.on_command_answered(result, ctx)
             }
         }
     }

@@ -376,11 +376,14 @@ impl Handler<Traced<UpdateInstance>> for Maintainer {
         AtomicResponse::new(Box::pin(
             tracing::Instrument::instrument(future, span)
                 .into_actor(self)
-                .map(|(reply, commands), actor, _| {
-                    actor.follow_up(Followup {
-                        commands,
-                        recover: None,
-                    });
+                .map(|(reply, commands), actor, ctx| {
+                    actor.follow_up(
+                        Followup {
+                            commands,
+                            recover: None,
+                        },
+                        ctx,
+                    );
                     reply
                 }),
         ))

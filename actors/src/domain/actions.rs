@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mesos_stateful_store::records::{InstanceRecord, InstanceStatus, Role, TaskRecord};
+use mesos_stateful_store::records::{
+    InstanceRecord, InstanceStatus, RecordedCommand, Role, TaskRecord,
+};
 
 use crate::domain::lifecycle;
 use crate::domain::offers::LaunchJob;
@@ -14,6 +16,8 @@ use crate::workload::{Action, Workload};
 /// A command to run in a running member's container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandOrder {
+    /// Its id, recorded in the instance's lifecycle with the change it serves.
+    pub command_id: String,
     /// Instance of the member.
     pub instance: String,
     /// Ordinal of the member.
@@ -182,16 +186,34 @@ pub fn plan_actions(
     plan
 }
 
+/// Orders a command and records it in the instance's lifecycle, so it is written
+/// with the change it serves and sent again by a scheduler that restarts before
+/// its answer. Its id is unique: the instance's version is compared and set by the
+/// write that records it, so no other plan is built on the same version.
 fn push_command(
     plan: &mut ActionPlan,
-    instance: &InstanceRecord,
+    instance: &mut InstanceRecord,
     tasks: &BTreeMap<u32, TaskRecord>,
     ordinal: u32,
     argv: Vec<String>,
 ) {
     match tasks.get(&ordinal) {
         Some(task) if lifecycle::is_running(task) && task.agent_id.is_some() => {
+            let command_id = format!(
+                "{}/v{}-{}",
+                task.task_id,
+                instance.version,
+                plan.commands.len()
+            );
+            instance.lifecycle.commands.push(RecordedCommand {
+                command_id: command_id.clone(),
+                ordinal,
+                task_id: task.task_id.clone(),
+                argv: argv.clone(),
+            });
+            plan.instance_changed = true;
             plan.commands.push(CommandOrder {
+                command_id,
                 instance: instance.name.clone(),
                 ordinal,
                 task_id: task.task_id.clone(),
@@ -303,6 +325,66 @@ mod tests {
         assert_eq!(plan.commands[0].agent_id, "a1");
         assert_eq!(instance.status, InstanceStatus::Degraded);
         assert!(plan.instance_changed && plan.jobs.is_empty());
+        // Both commands are recorded in the instance, under the ids they are sent
+        // with, and each id names the task and the version the plan was built on.
+        let recorded: Vec<(String, u32, String, Vec<String>)> = instance
+            .lifecycle
+            .commands
+            .iter()
+            .map(|c| {
+                (
+                    c.command_id.clone(),
+                    c.ordinal,
+                    c.task_id.clone(),
+                    c.argv.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                (
+                    "c-1.1/v1-0".to_string(),
+                    1,
+                    "c-1.1".to_string(),
+                    vec!["promote".to_string()]
+                ),
+                (
+                    "c-2.1/v1-1".to_string(),
+                    2,
+                    "c-2.1".to_string(),
+                    vec!["follow".to_string(), "c-1".to_string()]
+                ),
+            ]
+        );
+        let ids: Vec<&str> = plan
+            .commands
+            .iter()
+            .map(|c| c.command_id.as_str())
+            .collect();
+        assert_eq!(ids, ["c-1.1/v1-0", "c-2.1/v1-1"]);
+    }
+
+    #[test]
+    fn a_plan_without_commands_records_none() {
+        let mut instance = instance(InstanceStatus::Running, 1);
+        let mut tasks = BTreeMap::from([
+            member(0, Role::Master, Some("TASK_RUNNING")),
+            member(1, Role::Replica, Some("TASK_RUNNING")),
+        ]);
+        let plan = plan_actions(
+            &mut instance,
+            &mut tasks,
+            vec![Action::RunCommand {
+                ordinal: 3,
+                argv: vec!["nobody".into()],
+            }],
+            &Follow,
+            None,
+        );
+        assert!(plan.commands.is_empty());
+        assert!(instance.lifecycle.commands.is_empty());
+        assert!(!plan.instance_changed);
     }
 
     #[test]

@@ -59,6 +59,30 @@ impl CommandBook {
         self.issued += 1;
         // Unique across scheduler restarts too: the executor remembers ids it ran.
         let command_id = format!("{task_id}/{epoch_nanos:x}-{}", self.issued);
+        self.start_as(
+            command_id,
+            task_id,
+            agent_id,
+            executor_id,
+            argv,
+            timeout,
+            now,
+        )
+    }
+
+    /// Registers a command under an id chosen by the caller (a recorded command,
+    /// sent again under its id after a restart), due for sending now.
+    #[allow(clippy::too_many_arguments)] // Each argument is part of the command.
+    pub fn start_as(
+        &mut self,
+        command_id: String,
+        task_id: &str,
+        agent_id: &str,
+        executor_id: &str,
+        argv: Vec<String>,
+        timeout: Duration,
+        now: Instant,
+    ) -> PendingCommand {
         let message = SchedulerMessage {
             payload: Some(scheduler_message::Payload::RunCommand(RunCommand {
                 command_id: command_id.clone(),

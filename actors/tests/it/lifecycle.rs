@@ -115,8 +115,17 @@ impl Workload for Scripted {
 }
 
 async fn start_with(mesos: &RecordingMesos, workload: Arc<Scripted>) -> System {
+    start_on(Arc::new(MemPersister::new()), mesos, workload).await
+}
+
+/// A system on `persister`, as a scheduler restarted on the same store is.
+async fn start_on(
+    persister: Arc<MemPersister>,
+    mesos: &RecordingMesos,
+    workload: Arc<Scripted>,
+) -> System {
     System::start(
-        StateStore::open(Arc::new(MemPersister::new())).unwrap(),
+        StateStore::open(persister).unwrap(),
         Arc::new(mesos.clone()),
         workload,
         SystemConfig {
@@ -469,6 +478,94 @@ async fn an_update_restarts_replicas_first_and_the_master_after_a_promotion() {
     eventually("the rollout done", || async {
         let state = system.state.get("upd").await.unwrap().unwrap();
         state.instance.lifecycle.rollout.is_none()
+    })
+    .await;
+}
+
+/// `(command id, task id, argv)` of every command sent.
+fn command_ids_sent(mesos: &RecordingMesos) -> Vec<(String, String, Vec<String>)> {
+    mesos
+        .calls_of(call::Type::Message)
+        .into_iter()
+        .filter_map(|c| {
+            let data = c.message?.data;
+            match SchedulerMessage::decode(data).ok()?.payload? {
+                scheduler_message::Payload::RunCommand(run) => {
+                    Some((run.command_id, run.task_id, run.argv))
+                }
+            }
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn an_unanswered_command_is_sent_again_after_a_restart_and_cleared_once_answered() {
+    let persister = Arc::new(MemPersister::new());
+    let mesos = RecordingMesos::subscribed("fw");
+    let workload = Arc::new(Scripted {
+        promote: true,
+        ..Scripted::default()
+    });
+    let system = start_on(persister.clone(), &mesos, workload.clone()).await;
+    let (master, _) = running_pair(&system, &mesos, "cmd").await;
+
+    // The master is lost: the promotion and its command are one write, then the
+    // command is sent.
+    set_state(&system, &master, v1::TaskState::TaskFailed, 3).await;
+    eventually("the promote command", || async {
+        !command_ids_sent(&mesos).is_empty()
+    })
+    .await;
+    let (command_id, task_id, argv) = command_ids_sent(&mesos)[0].clone();
+    assert_eq!(
+        (task_id.as_str(), argv.clone()),
+        ("cmd-1.1", vec!["promote".to_string()])
+    );
+    let recorded = system.state.get("cmd").await.unwrap().unwrap().instance;
+    let ids: Vec<&str> = recorded
+        .lifecycle
+        .commands
+        .iter()
+        .map(|c| c.command_id.as_str())
+        .collect();
+    assert_eq!(ids, [command_id.as_str()]);
+    // Let the old master's relaunch be written before this scheduler "dies".
+    wait_task(&system, "cmd", 0, "cmd-0.2").await;
+    system.stop_http();
+
+    // A scheduler restarted on the same store, before any answer, sends it again
+    // under the same id: the executor runs an id once.
+    let after = RecordingMesos::subscribed("fw");
+    let restarted = start_on(persister, &after, workload).await;
+    eventually("the command sent again", || async {
+        !command_ids_sent(&after).is_empty()
+    })
+    .await;
+    assert_eq!(
+        command_ids_sent(&after)[0],
+        (command_id.clone(), "cmd-1.1".to_string(), argv)
+    );
+
+    // The answer clears it from the record.
+    restarted
+        .maintainer
+        .command_answered(mesos_stateful_proto::stateful::CommandResult {
+            command_id: command_id.clone(),
+            task_id: "cmd-1.1".into(),
+            exit_code: Some(0),
+            ..Default::default()
+        });
+    eventually("the record cleared", || async {
+        restarted
+            .state
+            .get("cmd")
+            .await
+            .unwrap()
+            .unwrap()
+            .instance
+            .lifecycle
+            .commands
+            .is_empty()
     })
     .await;
 }
