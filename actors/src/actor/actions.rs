@@ -58,7 +58,7 @@ pub(crate) async fn carry_out(
                     state.tasks = fresh.tasks;
                 }
             }
-            Ok((state, plan))
+            Ok::<_, ActorError>((state, plan))
         }
     })
     .await?;

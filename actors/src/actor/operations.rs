@@ -37,7 +37,7 @@ use crate::domain::operations::{
 pub use crate::domain::operations::{OperationError, SpecUpdate};
 
 use super::maintainer::{Followup, Maintainer, MaintainerHandle, UpdateWorker, ACTOR};
-use super::state_manager::InstanceState;
+use super::state_manager::{retry_on_moved, InstanceState};
 
 /// Sets an instance's replica count.
 #[derive(Debug, Clone, Message)]
@@ -100,7 +100,7 @@ impl From<ActorError> for OperationError {
             },
             // A status update or a deletion changed the instance between the
             // operation's read and its write; nothing of the operation was written.
-            ActorError::VersionMoved { name, .. } => OperationError::Conflict(format!(
+            ActorError::VersionMoved { name, .. } => OperationError::Moved(format!(
                 "instance {name} changed while the operation ran; read it again and retry"
             )),
             other => OperationError::Unavailable(other.to_string()),
@@ -330,7 +330,10 @@ impl Handler<Traced<ScaleInstance>> for Maintainer {
             "ScaleInstance",
             &msg.parent,
             &name,
-            |worker| async move { worker.scale(msg.message).await },
+            |worker| async move {
+                let msg = msg.message;
+                retry_on_moved(|| worker.scale(msg.clone())).await
+            },
         )
     }
 }
@@ -345,7 +348,7 @@ impl Handler<Traced<RestartMember>> for Maintainer {
             "RestartMember",
             &msg.parent,
             &instance,
-            move |worker| async move { worker.restart(&name, ordinal, true).await },
+            move |worker| async move { retry_on_moved(|| worker.restart(&name, ordinal, true)).await },
         )
     }
 }
@@ -360,7 +363,7 @@ impl Handler<Traced<ReplaceMember>> for Maintainer {
             "ReplaceMember",
             &msg.parent,
             &instance,
-            move |worker| async move { worker.restart(&name, ordinal, false).await },
+            move |worker| async move { retry_on_moved(|| worker.restart(&name, ordinal, false)).await },
         )
     }
 }

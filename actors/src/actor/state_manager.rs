@@ -701,20 +701,40 @@ impl Handler<Traced<CreateInstance>> for StateManager {
 /// How many times [`retry_on_moved`] reads again before giving up.
 pub const MOVED_ATTEMPTS: u32 = 12;
 
+/// An error that says a write met a record changed since it was read.
+pub trait MovedError: std::fmt::Display {
+    /// Whether nothing was written because another writer came first.
+    fn is_moved(&self) -> bool;
+}
+
+impl MovedError for ActorError {
+    fn is_moved(&self) -> bool {
+        matches!(self, ActorError::VersionMoved { .. })
+    }
+}
+
+impl MovedError for crate::domain::operations::OperationError {
+    fn is_moved(&self) -> bool {
+        matches!(self, Self::Moved(_))
+    }
+}
+
 /// Runs `attempt` (a read, a decision and a write) again while its write is refused
-/// with [`ActorError::VersionMoved`]: another writer changed the instance since the
-/// read. The pause between attempts lets a write still in flight become durable,
-/// and so readable (1 ms, doubling up to 64 ms; about half a second in all).
-pub async fn retry_on_moved<T, F, Fut>(mut attempt: F) -> Result<T, ActorError>
+/// because another writer changed a record since the read
+/// ([`ActorError::VersionMoved`]). The pause between attempts lets a write still in
+/// flight become durable, and so readable (1 ms, doubling up to 64 ms; about half a
+/// second in all).
+pub async fn retry_on_moved<T, E, F, Fut>(mut attempt: F) -> Result<T, E>
 where
+    E: MovedError,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ActorError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut pause = std::time::Duration::from_millis(1);
     for _ in 1..MOVED_ATTEMPTS {
         match attempt().await {
-            Err(ActorError::VersionMoved { name, .. }) => {
-                tracing::debug!(instance = %name, "instance changed since it was read; reading again");
+            Err(error) if error.is_moved() => {
+                tracing::debug!(%error, "a record changed since it was read; reading again");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(std::time::Duration::from_millis(64));
             }
@@ -1047,6 +1067,47 @@ mod tests {
             (now.version, now.status),
             (3, mesos_stateful_store::records::InstanceStatus::Deleting)
         );
+    }
+
+    #[actix_rt::test]
+    async fn a_moved_write_is_tried_again_on_a_fresh_read_then_given_up() {
+        use crate::domain::operations::OperationError;
+        let moved = || ActorError::VersionMoved {
+            name: "c".into(),
+            expected: 1,
+            current: 2,
+        };
+        // Moved twice, then written: the caller sees the write.
+        let mut attempts = 0;
+        let result = retry_on_moved(|| {
+            attempts += 1;
+            let outcome = if attempts < 3 {
+                Err(moved())
+            } else {
+                Ok(attempts)
+            };
+            async move { outcome }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 3);
+        // Another error is not tried again.
+        let mut attempts = 0;
+        let result: Result<(), ActorError> = retry_on_moved(|| {
+            attempts += 1;
+            async { Err(ActorError::NotFound("c".into())) }
+        })
+        .await;
+        assert!(matches!(result, Err(ActorError::NotFound(_))));
+        assert_eq!(attempts, 1);
+        // Always moved: given up after MOVED_ATTEMPTS, with the last refusal.
+        let mut attempts = 0;
+        let result: Result<(), OperationError> = retry_on_moved(|| {
+            attempts += 1;
+            async { Err(OperationError::Moved("c".into())) }
+        })
+        .await;
+        assert!(matches!(result, Err(OperationError::Moved(_))));
+        assert_eq!(attempts, MOVED_ATTEMPTS);
     }
 
     #[actix_rt::test]

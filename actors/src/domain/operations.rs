@@ -23,6 +23,10 @@ pub enum OperationError {
     /// The instance's state does not allow it (deleting, failed…).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Another writer changed the instance between the operation's read and its
+    /// write; nothing of it was written, and it may run again on a fresh read.
+    #[error("conflict: {0}")]
+    Moved(String),
     /// The request is invalid.
     #[error("invalid: {0}")]
     Invalid(String),
@@ -71,7 +75,7 @@ impl OperationError {
         match self {
             Self::NotFound(_) => "not_found",
             Self::VersionMismatch { .. } => "version_mismatch",
-            Self::Conflict(_) => "conflict",
+            Self::Conflict(_) | Self::Moved(_) => "conflict",
             Self::Invalid(_) => "invalid",
             Self::Unavailable(_) => "unavailable",
             Self::QueueFull {

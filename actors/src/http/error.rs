@@ -266,7 +266,7 @@ impl From<OperationError> for ApiError {
                 message,
             )
             .with_details(serde_json::json!({ "version": current })),
-            OperationError::Conflict(_) => {
+            OperationError::Conflict(_) | OperationError::Moved(_) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
             }
             OperationError::Invalid(_) => ApiError::bad_request(ErrorCode::InvalidField, message),
