@@ -87,6 +87,8 @@ pub const COMMAND_TICK: Duration = Duration::from_millis(500);
 pub const RECOVERY_TICK: Duration = Duration::from_millis(500);
 /// Most status updates applied in one batch.
 pub const UPDATE_BATCH: usize = 1024;
+/// Most instances whose updates are applied at once within a batch.
+pub const UPDATE_CONCURRENCY: usize = 32;
 /// Longest a command asked for by a workload's action may run.
 pub const ACTION_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -381,7 +383,8 @@ impl Maintainer {
 
     /// Applies the queued updates (at most [`UPDATE_BATCH`]) with `ctx.wait`: those
     /// of one instance in order, those of different instances side by side
-    /// ([`updates::group_in_order`]), so their writes share synced batches.
+    /// ([`updates::group_in_order`], at most [`UPDATE_CONCURRENCY`] instances at
+    /// once), so their writes share synced batches.
     fn apply_batch(&mut self, ctx: &mut Context<Self>) {
         self.batch_scheduled = false;
         let take = self.pending_updates.len().min(UPDATE_BATCH);
@@ -397,42 +400,51 @@ impl Maintainer {
         let groups = updates::group_in_order(batch, |(status, _)| {
             updates::update_key(&status.task_id.value)
         });
-        let chains = groups.into_iter().map(|group| {
-            let worker = self.worker.clone();
-            let metrics = self.metrics.clone();
-            let sink = followups.clone();
-            async move {
-                for (status, span) in group {
-                    let worker = worker.clone();
-                    let sink = sink.clone();
-                    let work = async move {
-                        let task_id = status.task_id.value.clone();
-                        // Another actor may change the instance between the read and
-                        // the write (a deletion): the update is then applied again on
-                        // a fresh read.
-                        match retry_on_moved(|| worker.apply((*status).clone())).await {
-                            Ok(done) => {
-                                sink.borrow_mut().push(done);
-                                false
+        let chains = groups
+            .into_iter()
+            .map(|group| {
+                let worker = self.worker.clone();
+                let metrics = self.metrics.clone();
+                let sink = followups.clone();
+                async move {
+                    for (status, span) in group {
+                        let worker = worker.clone();
+                        let sink = sink.clone();
+                        let work = async move {
+                            let task_id = status.task_id.value.clone();
+                            // Another actor may change the instance between the read and
+                            // the write (a deletion): the update is then applied again on
+                            // a fresh read.
+                            match retry_on_moved(|| worker.apply((*status).clone())).await {
+                                Ok(done) => {
+                                    sink.borrow_mut().push(done);
+                                    false
+                                }
+                                Err(error) => {
+                                    // Not acknowledged: Mesos will send the update again.
+                                    tracing::error!(%task_id, %error, "status update not applied");
+                                    true
+                                }
                             }
-                            Err(error) => {
-                                // Not acknowledged: Mesos will send the update again.
-                                tracing::error!(%task_id, %error, "status update not applied");
-                                true
-                            }
-                        }
-                    };
-                    observe(metrics.clone(), ACTOR, "TaskUpdate", span, work).await;
+                        };
+                        observe(metrics.clone(), ACTOR, "TaskUpdate", span, work).await;
+                    }
                 }
+            })
+            .collect::<Vec<_>>();
+        // At most UPDATE_CONCURRENCY instances at once: enough for full synced
+        // batches, few enough that a create's messages to the StateManager do not
+        // queue behind a thousand of ours.
+        let applied =
+            futures_util::StreamExt::collect::<Vec<()>>(futures_util::StreamExt::buffer_unordered(
+                futures_util::stream::iter(chains),
+                UPDATE_CONCURRENCY,
+            ));
+        ctx.wait(applied.into_actor(self).map(move |_, actor, ctx| {
+            for followup in followups.take() {
+                actor.follow_up(followup, ctx);
             }
-        });
-        ctx.wait(futures_util::future::join_all(chains).into_actor(self).map(
-            move |_, actor, ctx| {
-                for followup in followups.take() {
-                    actor.follow_up(followup, ctx);
-                }
-            },
-        ));
+        }));
     }
 }
 

@@ -436,7 +436,18 @@ impl OfferRound {
         let (jobs, no_role): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .partition(|job| job.volume.is_none() || job.bound.is_some() || role_allows_volumes);
-        let mut outcome = match_offers(&summaries, &jobs, &peers, &settings);
+        // Matching is pure and, with thousands of queued jobs and offers, takes tens
+        // of milliseconds: it runs on the blocking pool, so the actor thread serves
+        // creates and status updates meanwhile.
+        let (jobs, mut outcome) = tokio::task::spawn_blocking(move || {
+            let outcome = match_offers(&summaries, &jobs, &peers, &settings);
+            (jobs, outcome)
+        })
+        .await
+        .map_err(|e| ActorError::Unavailable {
+            actor: ACTOR,
+            reason: format!("offer matching stopped: {e}"),
+        })?;
         outcome.unplaced.extend(no_role.iter().map(|job| {
             (
                 job.task_id.clone(),
