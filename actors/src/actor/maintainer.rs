@@ -22,9 +22,11 @@
 //! all run with `ctx.wait`, one at a time, and within a batch one instance's
 //! updates run one after the other, so they never race on a member's record.
 //!
-//! A restart of this actor loses its commands in flight (their callers get an
-//! error) and the set of instances with lost members, rebuilt by a full scan of the
-//! store at start; unacknowledged updates are re-sent by Mesos.
+//! A restart of this actor loses the commands in flight that nothing recorded (a
+//! `RunCommand` request's caller gets an error), the updates not yet applied and
+//! the set of instances with lost members. The full scan of the store at start
+//! finds the lost members again and sends again the commands workload actions
+//! recorded in their instances; Mesos re-sends unacknowledged updates.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -42,7 +44,7 @@ use mesos_stateful_proto::v1;
 use mesos_stateful_store::records::{InstanceStatus, RecordedCommand, TaskRecord};
 
 use crate::domain::actions::{launch_job, plan_actions, ActionPlan, CommandOrder};
-use crate::domain::commands::CommandBook;
+use crate::domain::commands::{self, CommandBook};
 use crate::domain::launch::executor_id;
 use crate::domain::lifecycle::{self, Callback};
 use crate::domain::recovery::{self, Recovery, RecoveryConfig};
@@ -472,18 +474,12 @@ fn scan(states: Vec<InstanceState>) -> Scan {
         {
             found.recovering.insert(name.clone());
         }
-        let mut stale = Vec::new();
-        for command in &state.instance.lifecycle.commands {
-            let target = state
-                .tasks
-                .get(&command.ordinal)
-                .filter(|t| live && t.task_id == command.task_id && lifecycle::is_running(t))
-                .and_then(|t| t.agent_id.clone());
-            match target {
-                Some(agent) => found.resend.push((name.clone(), command.clone(), agent)),
-                None => stale.push(command.command_id.clone()),
-            }
-        }
+        let (resend, stale) = commands::recorded_commands(&state.instance, &state.tasks);
+        found.resend.extend(
+            resend
+                .into_iter()
+                .map(|(command, agent)| (name.clone(), command, agent)),
+        );
         if !stale.is_empty() {
             found.stale.push((name, stale));
         }

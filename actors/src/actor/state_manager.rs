@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use actix::prelude::*;
 
-use mesos_stateful_store::records::{InstanceRecord, TaskRecord};
+use mesos_stateful_store::records::{member_name, InstanceRecord, TaskRecord};
 use mesos_stateful_store::{Changes, StateStore, StoreError};
 
 use crate::domain::lifecycle;
@@ -307,55 +307,39 @@ impl StateManager {
         Some(state)
     }
 
-    /// The version of an instance record once the writes queued so far are done.
-    fn current_version(&self, name: &str) -> u64 {
-        let cached = self
-            .instances
-            .get(name)
-            .map(|s| s.instance.version)
-            .unwrap_or(0);
+    /// The version of a record (an instance's with `ordinal` `None`, else one of its
+    /// members') once the writes queued so far are done; 0 for no record.
+    fn current_version(&self, name: &str, ordinal: Option<u32>) -> u64 {
+        let state = self.instances.get(name);
+        let cached = match ordinal {
+            None => state.map(|s| s.instance.version),
+            Some(ordinal) => state.and_then(|s| s.tasks.get(&ordinal)).map(|t| t.version),
+        };
         self.assigned_versions
-            .get(&(name.to_string(), None))
+            .get(&(name.to_string(), ordinal))
             .copied()
             .unwrap_or(0)
-            .max(cached)
+            .max(cached.unwrap_or(0))
     }
 
-    /// Refuses a write of `name` built on version `expected` when the instance has
+    /// Refuses a write of a record built on version `expected` when the record has
     /// moved past it (a durable or a queued write).
-    fn check_version(&self, name: &str, expected: u64) -> Result<(), ActorError> {
-        let current = self.current_version(name);
+    fn check_version(
+        &self,
+        name: &str,
+        ordinal: Option<u32>,
+        expected: u64,
+    ) -> Result<(), ActorError> {
+        let current = self.current_version(name, ordinal);
         if current == expected {
             return Ok(());
         }
         Err(ActorError::VersionMoved {
-            name: name.to_string(),
+            name: match ordinal {
+                None => name.to_string(),
+                Some(ordinal) => member_name(name, ordinal),
+            },
             expected,
-            current,
-        })
-    }
-
-    /// Refuses a write of a member's record built on another version than its
-    /// current one (0 for a member without a record).
-    fn check_task_version(&self, task: &TaskRecord) -> Result<(), ActorError> {
-        let cached = self
-            .instances
-            .get(&task.instance)
-            .and_then(|s| s.tasks.get(&task.ordinal))
-            .map(|t| t.version)
-            .unwrap_or(0);
-        let current = self
-            .assigned_versions
-            .get(&(task.instance.clone(), Some(task.ordinal)))
-            .copied()
-            .unwrap_or(0)
-            .max(cached);
-        if current == task.version {
-            return Ok(());
-        }
-        Err(ActorError::VersionMoved {
-            name: format!("{}-{}", task.instance, task.ordinal),
-            expected: task.version,
             current,
         })
     }
@@ -364,37 +348,14 @@ impl StateManager {
     /// queued or in flight, so every write is visible as a change.
     fn bump_versions(&mut self, instances: &mut [InstanceRecord], tasks: &mut [TaskRecord]) {
         for instance in instances.iter_mut() {
-            let cached = self
-                .instances
-                .get(&instance.name)
-                .map(|s| s.instance.version)
-                .unwrap_or(0);
-            let key = (instance.name.clone(), None);
-            let current = self
-                .assigned_versions
-                .get(&key)
-                .copied()
-                .unwrap_or(0)
-                .max(cached);
-            instance.version = current + 1;
-            self.assigned_versions.insert(key, instance.version);
+            instance.version = self.current_version(&instance.name, None) + 1;
+            self.assigned_versions
+                .insert((instance.name.clone(), None), instance.version);
         }
         for task in tasks.iter_mut() {
-            let cached = self
-                .instances
-                .get(&task.instance)
-                .and_then(|s| s.tasks.get(&task.ordinal))
-                .map(|t| t.version)
-                .unwrap_or(0);
-            let key = (task.instance.clone(), Some(task.ordinal));
-            let current = self
-                .assigned_versions
-                .get(&key)
-                .copied()
-                .unwrap_or(0)
-                .max(cached);
-            task.version = current + 1;
-            self.assigned_versions.insert(key, task.version);
+            task.version = self.current_version(&task.instance, Some(task.ordinal)) + 1;
+            self.assigned_versions
+                .insert((task.instance.clone(), Some(task.ordinal)), task.version);
         }
     }
 
@@ -763,11 +724,11 @@ impl Handler<Traced<Write>> for StateManager {
         } = traced.message;
         let checked = instances
             .iter()
-            .try_for_each(|instance| self.check_version(&instance.name, instance.version))
+            .try_for_each(|instance| self.check_version(&instance.name, None, instance.version))
             .and_then(|()| {
-                tasks
-                    .iter()
-                    .try_for_each(|task| self.check_task_version(task))
+                tasks.iter().try_for_each(|task| {
+                    self.check_version(&task.instance, Some(task.ordinal), task.version)
+                })
             });
         if let Err(moved) = checked {
             return Box::pin(async move { Err(moved) });
@@ -802,7 +763,7 @@ impl Handler<Traced<RemoveTasks>> for StateManager {
             mut instance,
             ordinals,
         } = traced.message;
-        if let Err(moved) = self.check_version(&instance.name, instance.version) {
+        if let Err(moved) = self.check_version(&instance.name, None, instance.version) {
             return Box::pin(async move { Err(moved) });
         }
         self.bump_versions(std::slice::from_mut(&mut instance), &mut []);

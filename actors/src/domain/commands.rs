@@ -9,6 +9,35 @@ use bytes::Bytes;
 use prost::Message;
 
 use mesos_stateful_proto::stateful::{scheduler_message, RunCommand, SchedulerMessage};
+use mesos_stateful_store::records::{InstanceRecord, RecordedCommand, TaskRecord};
+
+use super::lifecycle;
+
+/// Splits an instance's recorded commands, at start, into those to send again
+/// (with the agent of their member, which still runs the task they were for) and
+/// the ids of those to drop (the member moved on, or the instance is not live).
+pub fn recorded_commands(
+    instance: &InstanceRecord,
+    tasks: &BTreeMap<u32, TaskRecord>,
+) -> (Vec<(RecordedCommand, String)>, Vec<String>) {
+    let mut resend = Vec::new();
+    let mut stale = Vec::new();
+    for command in &instance.lifecycle.commands {
+        let agent = tasks
+            .get(&command.ordinal)
+            .filter(|t| {
+                instance.status.is_live()
+                    && t.task_id == command.task_id
+                    && lifecycle::is_running(t)
+            })
+            .and_then(|t| t.agent_id.clone());
+        match agent {
+            Some(agent) => resend.push((command.clone(), agent)),
+            None => stale.push(command.command_id.clone()),
+        }
+    }
+    (resend, stale)
+}
 
 /// How long to wait for a result before sending a command again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(2);
@@ -151,6 +180,56 @@ impl CommandBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mesos_stateful_store::records::{InstanceStatus, Role, SCHEMA_VERSION};
+
+    fn recorded(ordinal: u32, task_id: &str) -> RecordedCommand {
+        RecordedCommand {
+            command_id: format!("{task_id}/v1-{ordinal}"),
+            ordinal,
+            task_id: task_id.into(),
+            argv: vec!["x".into()],
+        }
+    }
+
+    #[test]
+    fn recorded_commands_go_again_only_to_members_still_running_their_task() {
+        let mut instance: InstanceRecord = serde_json::from_value(serde_json::json!({
+            "schema": SCHEMA_VERSION, "name": "c", "status": "DEGRADED", "version": 4,
+            "created_at_ms": 0,
+            "spec": {"image": "i", "replicas": 3, "master_args": [], "replica_args": [],
+                     "resources": {"cpus": 1.0, "mem": 1.0, "disk": 1.0}},
+        }))
+        .unwrap();
+        let member = |ordinal: u32, incarnation: u32, state: &str| {
+            let mut task = TaskRecord::waiting("c", ordinal, Role::Replica, incarnation);
+            task.state = Some(state.into());
+            task.agent_id = Some(format!("a{ordinal}"));
+            (ordinal, task)
+        };
+        let tasks = BTreeMap::from([
+            member(0, 1, "TASK_RUNNING"),
+            member(1, 2, "TASK_RUNNING"),
+            member(2, 1, "TASK_FAILED"),
+        ]);
+        instance.lifecycle.commands = vec![
+            recorded(0, "c-0.1"),
+            // Member 1 was relaunched since: its new task never gets it.
+            recorded(1, "c-1.1"),
+            // Member 2's task ended.
+            recorded(2, "c-2.1"),
+            // No member 3.
+            recorded(3, "c-3.1"),
+        ];
+        let (resend, stale) = recorded_commands(&instance, &tasks);
+        assert_eq!(resend, vec![(recorded(0, "c-0.1"), "a0".to_string())]);
+        assert_eq!(stale, ["c-1.1/v1-1", "c-2.1/v1-2", "c-3.1/v1-3"]);
+
+        // An instance being deleted gets none of them.
+        instance.status = InstanceStatus::Deleting;
+        let (resend, stale) = recorded_commands(&instance, &tasks);
+        assert!(resend.is_empty());
+        assert_eq!(stale.len(), 4);
+    }
 
     #[test]
     fn commands_are_resent_until_answered_or_expired() {

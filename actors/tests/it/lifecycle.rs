@@ -414,15 +414,9 @@ async fn scale_restart_and_replace_members() {
 }
 
 fn commands_sent(mesos: &RecordingMesos) -> Vec<(String, Vec<String>)> {
-    mesos
-        .calls_of(call::Type::Message)
+    command_ids_sent(mesos)
         .into_iter()
-        .filter_map(|c| {
-            let data = c.message?.data;
-            match SchedulerMessage::decode(data).ok()?.payload? {
-                scheduler_message::Payload::RunCommand(run) => Some((run.task_id, run.argv)),
-            }
-        })
+        .map(|(_, task_id, argv)| (task_id, argv))
         .collect()
 }
 

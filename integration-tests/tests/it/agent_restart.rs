@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use mesos_stateful_devcluster::{DevClusterConfig, DevClusterThread};
 
@@ -33,13 +33,7 @@ async fn executor_reregisters_after_an_agent_restart() {
 
     let response = http
         .post(format!("{api}/v1/instances"))
-        .json(&json!({
-            "name": INSTANCE,
-            "image": BUSYBOX_IMAGE,
-            "replicas": 0,
-            "resources": {"cpus": 0.1, "mem": 32, "disk": 16},
-            "master_args": ["sleep", "3600"]
-        }))
+        .json(&sleeper(INSTANCE))
         .send()
         .await
         .unwrap();

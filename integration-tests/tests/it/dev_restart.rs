@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::support::*;
 
@@ -83,13 +83,7 @@ async fn dev_keeps_instances_across_a_restart() {
     .await;
     let response = http
         .post(format!("{api}/v1/instances"))
-        .json(&json!({
-            "name": INSTANCE,
-            "image": BUSYBOX_IMAGE,
-            "replicas": 0,
-            "resources": {"cpus": 0.1, "mem": 32, "disk": 16},
-            "master_args": ["sleep", "3600"]
-        }))
+        .json(&sleeper(INSTANCE))
         .send()
         .await
         .unwrap();

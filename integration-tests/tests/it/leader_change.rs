@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use mesos_stateful_devcluster::testing::ZooKeeper;
 use mesos_stateful_devcluster::{DevClusterConfig, DevClusterThread};
@@ -38,13 +38,7 @@ async fn scheduler_follows_the_new_leader_and_the_member_keeps_running() {
 
     let response = http
         .post(format!("{api}/v1/instances"))
-        .json(&json!({
-            "name": INSTANCE,
-            "image": BUSYBOX_IMAGE,
-            "replicas": 0,
-            "resources": {"cpus": 0.1, "mem": 32, "disk": 16},
-            "master_args": ["sleep", "3600"]
-        }))
+        .json(&sleeper(INSTANCE))
         .send()
         .await
         .unwrap();

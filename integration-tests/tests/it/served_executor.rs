@@ -6,7 +6,6 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use mesos_stateful_devcluster::{AgentConfig, DevClusterConfig, DevClusterThread};
@@ -110,13 +109,7 @@ async fn agents_fetch_the_executor_the_scheduler_serves() {
     let created = http
         .post(format!("{api}/v1/instances"))
         .bearer_auth(TOKEN)
-        .json(&json!({
-            "name": INSTANCE,
-            "image": BUSYBOX_IMAGE,
-            "replicas": 0,
-            "resources": {"cpus": 0.1, "mem": 32, "disk": 16},
-            "master_args": ["sleep", "3600"]
-        }))
+        .json(&sleeper(INSTANCE))
         .send()
         .await
         .unwrap();

@@ -19,6 +19,17 @@ pub const REDIS_IMAGE: &str = "mesos-stateful/redis:test";
 /// The busybox image built by the same script.
 pub const BUSYBOX_IMAGE: &str = "mesos-stateful/busybox:test";
 
+/// The create body of an instance of one busybox master that sleeps for an hour.
+pub fn sleeper(name: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "image": BUSYBOX_IMAGE,
+        "replicas": 0,
+        "resources": {"cpus": 0.1, "mem": 32, "disk": 16},
+        "master_args": ["sleep", "3600"]
+    })
+}
+
 /// A binary of the workspace, next to the test binary's directory.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let test_binary = std::env::current_exe().expect("test binary path");

@@ -15,7 +15,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use prost::Message;
-use serde_json::json;
 
 use mesos_stateful_devcluster::{DevClusterConfig, DevClusterThread};
 use mesos_stateful_scheduler::telemetry::{self, LogFormat};
@@ -207,13 +206,7 @@ async fn a_create_is_one_connected_trace_across_actors() {
     let api = format!("http://{}", scheduler.api_addr());
     let response = reqwest::Client::new()
         .post(format!("{api}/v1/instances"))
-        .json(&json!({
-            "name": INSTANCE,
-            "image": BUSYBOX_IMAGE,
-            "replicas": 0,
-            "resources": {"cpus": 0.1, "mem": 32, "disk": 16},
-            "master_args": ["sleep", "3600"],
-        }))
+        .json(&sleeper(INSTANCE))
         .send()
         .await
         .unwrap();
