@@ -12,14 +12,15 @@
 //! retried after the answer's `Retry-After` and counted as pushed back. Each run
 //! starts its own scheduler on a fresh data directory; `--otel both` alternates runs
 //! without and with span export (off, on, off, on …, `--rounds` of each) and gives
-//! the cost of the export. Writes a Markdown report.
+//! the cost of the export; `off` or `on` alone makes `--rounds` runs of that mode.
+//! Writes a Markdown report.
 //!
 //! ```sh
 //! cargo build --release -p mesos-stateful-scheduler -p mesos-stateful-executor --bins
 //! cargo run --release -p mesos-stateful-integration-tests --example loadgen -- \
 //!     [--scenario rest|e2e] [--creates N] [--gets 20000] [--concurrency 32] \
 //!     [--simulated-agents N] [--simulated-delay-ms 5] [--agent-cpus C] [--agent-mem MiB] \
-//!     [--rate-limit R] [--rate-burst B] [--otel on|off|both] [--rounds 2] \
+//!     [--create-rate R] [--rate-limit R] [--rate-burst B] [--otel on|off|both] [--rounds 2] \
 //!     [--poll-ms 1000] [--timeout-s 600] [--perf-record FILE] \
 //!     [--report target/loadgen.md] [--binary target/release/mesos-stateful]
 //! ```
@@ -28,6 +29,14 @@
 //! rate limit off; `e2e` makes 10,000 creates on 1,000 agents of 16 cpus and
 //! 64 GiB, with the rate limit raised to 1,000,000 requests per second (burst as
 //! many), so that it stays in the path without refusing anything.
+//!
+//! Creates are made as fast as `--concurrency` clients get answers (a closed loop:
+//! latency then measures the queue at saturation), or, with `--create-rate R`, the
+//! i-th create is due i/R seconds after the first (an open loop at a fixed rate,
+//! still at most `--concurrency` in flight): its latency is measured from the later
+//! of its due time and the moment a client was free to send it, and creates sent
+//! more than 2 ms after they were due (every client busy) are counted as late, so
+//! the report shows when the rate was more than the scheduler kept up with.
 //!
 //! With `--otel on` the scheduler exports every span by OTLP to a sink this program
 //! runs (it answers 200 to every export), so the cost of tracing is measured without
@@ -71,6 +80,8 @@ struct Settings {
     creates: usize,
     gets: usize,
     concurrency: usize,
+    /// Creates per second in an open loop; `None`: as fast as answered.
+    create_rate: Option<f64>,
     simulated_agents: usize,
     simulated_delay_ms: u64,
     agent_cpus: f64,
@@ -106,6 +117,7 @@ fn settings() -> anyhow::Result<Settings> {
         creates: 0,
         gets: 20_000,
         concurrency: 32,
+        create_rate: None,
         simulated_agents: 0,
         simulated_delay_ms: 5,
         agent_cpus: 0.0,
@@ -134,6 +146,13 @@ fn settings() -> anyhow::Result<Settings> {
             "--creates" => creates = Some(value()?.parse()?),
             "--gets" => settings.gets = value()?.parse()?,
             "--concurrency" => settings.concurrency = value()?.parse::<usize>()?.max(1),
+            "--create-rate" => {
+                let rate: f64 = value()?.parse()?;
+                if !rate.is_finite() || rate <= 0.0 {
+                    bail!("--create-rate takes a positive number of creates per second");
+                }
+                settings.create_rate = Some(rate);
+            }
             "--simulated-agents" => simulated_agents = Some(value()?.parse()?),
             "--simulated-delay-ms" => settings.simulated_delay_ms = value()?.parse()?,
             "--agent-cpus" => agent_cpus = Some(value()?.parse()?),
@@ -334,7 +353,13 @@ struct Phase {
     /// Answers 429 or 503 that were retried after their `Retry-After`.
     pushed_back: usize,
     failures: usize,
+    /// Open loop only: requests sent more than [`LATE`] after they were due.
+    late: usize,
 }
+
+/// How far past its due time an open-loop request may be sent before it counts as
+/// late (the timer's own slack is about a millisecond).
+const LATE: Duration = Duration::from_millis(2);
 
 impl Phase {
     fn percentile(&self, p: f64) -> Duration {
@@ -368,13 +393,15 @@ fn millis(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1e3)
 }
 
-/// Runs `total` requests made by `request(i)` over `concurrency` clients; a request
-/// pushed back is made again after the wait it was told, and only its answered
-/// attempt counts as a latency.
+/// Runs `total` requests made by `request(i)` over `concurrency` clients, as fast
+/// as they are answered or, with `rate`, the i-th due i/rate seconds after the start;
+/// a request pushed back is made again after the wait it was told, and only its
+/// answered attempt counts as a latency.
 async fn run_phase<F, Fut>(
     name: &'static str,
     total: usize,
     concurrency: usize,
+    rate: Option<f64>,
     request: F,
 ) -> Phase
 where
@@ -389,11 +416,18 @@ where
         let request = request.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let (mut pushed_back, mut failures) = (0, 0);
+            let (mut pushed_back, mut failures, mut late) = (0, 0, 0);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
-                    return (latencies, pushed_back, failures);
+                    return (latencies, pushed_back, failures, late);
+                }
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    if due.elapsed() > LATE {
+                        late += 1;
+                    }
                 }
                 loop {
                     let sent = Instant::now();
@@ -417,12 +451,14 @@ where
         latencies: Vec::new(),
         pushed_back: 0,
         failures: 0,
+        late: 0,
     };
     for worker in workers {
-        let (latencies, pushed_back, failures) = worker.await.unwrap();
+        let (latencies, pushed_back, failures, late) = worker.await.unwrap();
         phase.latencies.extend(latencies);
         phase.pushed_back += pushed_back;
         phase.failures += failures;
+        phase.late += late;
     }
     phase.wall = started.elapsed();
     phase.latencies.sort();
@@ -430,12 +466,18 @@ where
 }
 
 /// Creates `load0` … `load{total-1}`, one master each, honouring `Retry-After`.
-async fn create_phase(running: &Running, total: usize, concurrency: usize) -> Phase {
+async fn create_phase(
+    running: &Running,
+    total: usize,
+    concurrency: usize,
+    rate: Option<f64>,
+) -> Phase {
     let (http, api) = (running.http.clone(), running.api.clone());
     run_phase(
         "create (POST /v1/instances)",
         total,
         concurrency,
+        rate,
         move |i| {
             let (http, api) = (http.clone(), api.clone());
             async move {
@@ -740,7 +782,13 @@ impl Launch {
 }
 
 async fn run_rest(settings: &Settings, running: &Running) -> (Phase, Phase) {
-    let creates = create_phase(running, settings.creates, settings.concurrency).await;
+    let creates = create_phase(
+        running,
+        settings.creates,
+        settings.concurrency,
+        settings.create_rate,
+    )
+    .await;
     let names = settings.creates.max(1);
     let gets = {
         let (http, api) = (running.http.clone(), running.api.clone());
@@ -748,6 +796,7 @@ async fn run_rest(settings: &Settings, running: &Running) -> (Phase, Phase) {
             "get (GET /v1/instances/{name})",
             settings.gets,
             settings.concurrency,
+            None,
             move |i| {
                 let (http, api) = (http.clone(), api.clone());
                 async move {
@@ -810,7 +859,13 @@ async fn run_end_to_end(
     let started = Instant::now();
     let (creates, (), ()) = tokio::join!(
         async {
-            let phase = create_phase(running, settings.creates, settings.concurrency).await;
+            let phase = create_phase(
+                running,
+                settings.creates,
+                settings.concurrency,
+                settings.create_rate,
+            )
+            .await;
             if phase.latencies.len() < settings.creates {
                 // Not every member will run: stop following.
                 done.store(true, Ordering::Relaxed);
@@ -920,20 +975,26 @@ fn end_to_end_report(settings: &Settings, runs: &[Run]) -> String {
     let mut report = format!(
         "# End to end on simulated agents\n\n`mesos-stateful dev` ({}), {} simulated agents of {} cpus \
          and {} MiB, TASK_RUNNING {} ms after TASK_STARTING; {} instances of one master \
-         (0.01 cpus, 16 MiB) created by {} concurrent clients; rate limit {} req/s (burst {}). \
+         (0.01 cpus, 16 MiB) created {}; rate limit {} req/s (burst {}). \
          Launch and running times from the member events of `GET /v1/events` (a member \
          launched: its record TASK_STAGING; running: TASK_RUNNING); `/metrics` scraped \
          every {} ms.\n\n\
-         | run | OTLP export | load average | creates/s | create p50 | p99 | max | pushed back | failures \
+         | run | OTLP export | load average | creates/s | create p50 | p99 | max | pushed back | late | failures \
          | first create → first launch | → all running | tasks running/s (end to end) | launch span | launches/s | scheduler CPU | event resets |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         settings.binary.display(),
         settings.simulated_agents,
         settings.agent_cpus,
         settings.agent_mem,
         settings.simulated_delay_ms,
         settings.creates,
-        settings.concurrency,
+        match settings.create_rate {
+            None => format!("by {} concurrent clients, each sending its next create once answered", settings.concurrency),
+            Some(rate) => format!(
+                "at {rate} per second (open loop, at most {} in flight; *late*: sent over 2 ms after due)",
+                settings.concurrency
+            ),
+        },
         settings.rate_limit,
         settings.rate_burst,
         settings.poll.as_millis(),
@@ -948,7 +1009,7 @@ fn end_to_end_report(settings: &Settings, runs: &[Run]) -> String {
             .zip(progress.first_launch)
             .map(|(last, first)| last - first);
         report += &format!(
-            "| {} | {}{} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |\n",
+            "| {} | {}{} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |\n",
             index + 1,
             on_off(run.otel),
             exports_note(run),
@@ -958,6 +1019,7 @@ fn end_to_end_report(settings: &Settings, runs: &[Run]) -> String {
             millis(run.creates.percentile(0.99)),
             millis(run.creates.percentile(1.0)),
             run.creates.pushed_back,
+            run.creates.late,
             run.creates.failures,
             seconds(progress.first_launch),
             seconds(progress.all_running),
@@ -1184,8 +1246,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let plan: Vec<bool> = match settings.otel {
-        Otel::Off => vec![false],
-        Otel::On => vec![true],
+        Otel::Off => vec![false; settings.rounds],
+        Otel::On => vec![true; settings.rounds],
         Otel::Both => (0..settings.rounds).flat_map(|_| [false, true]).collect(),
     };
     let mut runs = Vec::new();

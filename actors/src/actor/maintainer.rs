@@ -300,7 +300,7 @@ impl Maintainer {
     fn on_full_scan(&mut self, ctx: &mut Context<Self>) {
         let state = self.worker.state.clone();
         let work = async move {
-            match state.list().await {
+            match state.records().await {
                 Ok(states) => scan(states),
                 Err(error) => {
                     tracing::warn!(%error, "cannot scan for lost members and unanswered commands");
@@ -461,7 +461,7 @@ struct Scan {
     stale: Vec<(String, Vec<String>)>,
 }
 
-fn scan(states: Vec<InstanceState>) -> Scan {
+fn scan(states: Vec<Arc<InstanceState>>) -> Scan {
     let mut found = Scan::default();
     for state in states {
         let name = state.instance.name.clone();

@@ -64,6 +64,22 @@ pub struct SystemConfig {
     pub queue: buffer_manager::QueueSettings,
 }
 
+/// Stops the write path's arbiter and waits for its thread once the runtime that
+/// started the actors ends (the guard lives in a task of that runtime), so that the
+/// StateManager, and the store it holds, is dropped before the process exits.
+struct JoinOnDrop(Option<Arbiter>);
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(arbiter) = self.0.take() {
+            arbiter.stop();
+            if arbiter.join().is_err() {
+                tracing::error!("the write path's thread panicked");
+            }
+        }
+    }
+}
+
 /// The running actors.
 #[derive(Debug, Clone)]
 pub struct System {
@@ -105,7 +121,20 @@ impl System {
                     actor: "StateManager",
                     reason: e.to_string(),
                 })??;
-        let state = StateManagerHandle::new(state_manager.start(), metrics.clone());
+        // The write path (the StateManager and the Creator) gets a thread of its
+        // own, so that a create is never queued behind an offer round or a batch of
+        // status updates on the main actor thread.
+        let write_arbiter = Arbiter::new();
+        let write_path = write_arbiter.handle();
+        let guard = JoinOnDrop(Some(write_arbiter));
+        actix::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        let state = StateManagerHandle::new(
+            StateManager::start_in_arbiter(&write_path, move |_| state_manager),
+            metrics.clone(),
+        );
 
         // Contexts first, so actors that feed each other can hold each other's address.
         let buffer_ctx = Context::<BufferManager>::new();
@@ -150,10 +179,13 @@ impl System {
             buffer.gauge(),
             metrics.clone(),
         ));
-        let creator = CreatorHandle::new(
-            Creator::new(state.clone(), buffer.clone(), workload, metrics.clone()).start(),
-            metrics.clone(),
-        );
+        let creator = {
+            let creator = Creator::new(state.clone(), buffer.clone(), workload, metrics.clone());
+            CreatorHandle::new(
+                Creator::start_in_arbiter(&write_path, move |_| creator),
+                metrics.clone(),
+            )
+        };
         let destroyer = DestroyerHandle::new(destroyer_addr, metrics.clone());
 
         let http = HttpLib::start_server(
@@ -196,7 +228,7 @@ impl System {
     /// Queues again the members persisted without a placement (after a restart).
     async fn requeue_unplaced(&self) -> Result<(), ActorError> {
         let mut jobs = Vec::new();
-        for state in self.state.list().await? {
+        for state in self.state.records().await? {
             if !state.instance.status.is_live() {
                 continue;
             }

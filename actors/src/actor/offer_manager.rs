@@ -56,6 +56,10 @@ pub const AGENT_MEMORY: Duration = Duration::from_secs(300);
 pub const FLOW_TICK: Duration = Duration::from_millis(250);
 /// Most rescinded offer ids remembered; older ones were long handled.
 pub const RESCINDED_MEMORY: usize = 4096;
+/// Task records a round persists in one write before accepting the offers they
+/// were placed on. A round with thousands of launches persists and accepts them
+/// group by group, so that a create's write never waits behind one huge batch.
+pub const ACCEPT_GROUP_RECORDS: usize = 256;
 
 /// Events of the OfferManager.
 #[derive(Debug, Message)]
@@ -208,18 +212,24 @@ impl OfferManager {
         };
         let mesos = self.mesos.clone();
         let metrics = self.metrics.clone();
-        let offer_ids: Vec<String> = offers.iter().map(|o| o.id.value.clone()).collect();
         let work = async move {
-            // A member's record changed between the round's read and its write (a
-            // status update, a restart): nothing was written or accepted, so the
-            // round runs again on a fresh read.
-            match retry_on_moved(|| round.run(offers.clone())).await {
+            // A member's record changed between a group's read and its write (a
+            // status update, a restart): that group was neither written nor
+            // accepted, so the round runs again, on a fresh read, with the offers
+            // not accepted yet.
+            let remaining = Mutex::new(offers);
+            let result = retry_on_moved(|| round.run(&remaining)).await;
+            match result {
                 Ok(report) => Some(report),
                 Err(error) => {
-                    // Nothing was accepted: give the offers back so Mesos re-offers them.
-                    tracing::warn!(%error, "offer round failed; declining its offers");
-                    metrics.offers("declined", offer_ids.len());
-                    mesos.send(calls::decline(offer_ids, REFUSE_SECONDS_BUSY));
+                    // Give the offers not accepted back so Mesos re-offers them.
+                    let offer_ids: Vec<String> =
+                        lock(&remaining).drain(..).map(|o| o.id.value).collect();
+                    tracing::warn!(%error, declined = offer_ids.len(), "offer round failed; declining its offers not accepted");
+                    if !offer_ids.is_empty() {
+                        metrics.offers("declined", offer_ids.len());
+                        mesos.send(calls::decline(offer_ids, REFUSE_SECONDS_BUSY));
+                    }
                     None
                 }
             }
@@ -305,9 +315,12 @@ struct OfferRound {
 type RoundReport = (bool, Option<bool>);
 
 impl OfferRound {
-    /// Runs the round.
-    async fn run(&self, offers: Vec<v1::Offer>) -> Result<RoundReport, ActorError> {
+    /// Runs the round on the offers of `remaining`, taking out of it every offer
+    /// once it is accepted or declined: should the round fail part way (a record
+    /// moved under one group's write), what is left there is all that was neither.
+    async fn run(&self, remaining: &Mutex<Vec<v1::Offer>>) -> Result<RoundReport, ActorError> {
         let jobs = self.buffer.pending().await?;
+        let offers = lock(remaining).clone();
         let offers: Vec<v1::Offer> = match self.rescinded.lock() {
             Ok(rescinded) => offers
                 .into_iter()
@@ -317,9 +330,11 @@ impl OfferRound {
         };
         let offer_ids: Vec<String> = offers.iter().map(|o| o.id.value.clone()).collect();
         if offers.is_empty() {
+            lock(remaining).clear();
             return Ok((jobs.is_empty(), None));
         }
         let Some(framework_id) = self.mesos.framework_id() else {
+            lock(remaining).clear();
             self.mesos
                 .send(calls::decline(offer_ids, REFUSE_SECONDS_BUSY));
             return Ok((jobs.is_empty(), None));
@@ -330,15 +345,21 @@ impl OfferRound {
             .collect();
         let holds_reservations = summaries.iter().any(|s| !s.member_reservations.is_empty());
         if jobs.is_empty() && !holds_reservations && !self.check_releases {
+            lock(remaining).clear();
             self.metrics.offers("declined", offer_ids.len());
             self.mesos
                 .send(calls::decline(offer_ids, REFUSE_SECONDS_IDLE));
             return Ok((true, None));
         }
-        let states = self.state.list().await?;
-        let states: BTreeMap<String, (InstanceRecord, BTreeMap<u32, TaskRecord>)> = states
+        let states: BTreeMap<String, (InstanceRecord, BTreeMap<u32, TaskRecord>)> = self
+            .state
+            .records()
+            .await?
             .into_iter()
-            .map(|s| (s.instance.name.clone(), (s.instance, s.tasks)))
+            .map(|s| {
+                let s = Arc::unwrap_or_clone(s);
+                (s.instance.name.clone(), (s.instance, s.tasks))
+            })
             .collect();
 
         // Reservations of deleted instances and replaced members go back.
@@ -348,7 +369,7 @@ impl OfferRound {
             |id, member| placement::volume_wanted(&states, id, member),
             |member| placement::instance_of_member(member).is_some_and(|i| states.contains_key(i)),
         );
-        let mut release_records = Vec::new();
+        let mut release_records: BTreeMap<String, Vec<TaskRecord>> = BTreeMap::new();
         for release in &released {
             tracing::info!(persistence_id = %release.persistence_id, offer_id = %release.offer_id, "releasing a member's reservation and volume");
             for (record, tasks) in states.values() {
@@ -363,7 +384,10 @@ impl OfferRound {
                     {
                         let mut task = task.clone();
                         task.volume = None;
-                        release_records.push(task);
+                        release_records
+                            .entry(release.offer_id.clone())
+                            .or_default()
+                            .push(task);
                     }
                 }
             }
@@ -456,7 +480,11 @@ impl OfferRound {
         }));
 
         // Persist every placement first, then launch.
-        let mut placed_records = Vec::new();
+        let allocations: BTreeMap<&str, Option<v1::resource::AllocationInfo>> = offers
+            .iter()
+            .map(|o| (o.id.value.as_str(), allocation_of(o)))
+            .collect();
+        let mut records_by_offer = release_records;
         let mut operations_by_offer: BTreeMap<String, Vec<v1::offer::Operation>> = BTreeMap::new();
         let mut tasks_by_offer: BTreeMap<String, Vec<v1::TaskInfo>> = BTreeMap::new();
         for release in &released {
@@ -494,15 +522,16 @@ impl OfferRound {
             launch_span.record("offer_id", placement.offer_id.as_str());
             launch_span.record("agent_id", placement.agent_id.as_str());
             let launch_parent = traceparent(&launch_span);
-            let offer = offers.iter().find(|o| o.id.value == placement.offer_id);
-            let allocation = offer.and_then(allocation_of);
+            let allocation = allocations
+                .get(placement.offer_id.as_str())
+                .and_then(Option::as_ref);
             let mut task = launch::task_info(
                 placement,
                 &plan,
                 &framework_id,
                 &self.framework_name,
                 &self.executor,
-                allocation.as_ref(),
+                allocation,
             );
             if let Some(parent) = &launch_parent {
                 // The executor's spans join the trace through this label.
@@ -526,7 +555,10 @@ impl OfferRound {
             if launch_parent.is_some() {
                 record.trace_parent = launch_parent;
             }
-            placed_records.push(record);
+            records_by_offer
+                .entry(placement.offer_id.clone())
+                .or_default()
+                .push(record);
             operations_by_offer
                 .entry(placement.offer_id.clone())
                 .or_default()
@@ -561,35 +593,58 @@ impl OfferRound {
             }
         }
 
-        let mut to_write = placed_records;
-        to_write.extend(waiting_records);
-        to_write.extend(release_records);
-        if !to_write.is_empty() {
-            self.state.write(Vec::new(), to_write).await?;
-        }
-        let mut launched = Vec::new();
-        if !tasks_by_offer.is_empty() {
-            self.metrics
-                .offer_to_accept_seconds
-                .observe(self.received_at.elapsed().as_secs_f64());
-        }
-        self.metrics.offers("accepted", operations_by_offer.len());
-        for (offer_id, mut operations) in operations_by_offer {
-            if let Some(tasks) = tasks_by_offer.remove(&offer_id) {
-                launched.extend(tasks.iter().map(|t| t.task_id.value.clone()));
-                for task in &tasks {
-                    tracing::info!(task_id = %task.task_id.value, agent_id = %task.agent_id.value, %offer_id, "launching");
-                }
-                operations.push(calls::launch(tasks));
+        // Offers are accepted group by group, each group's records persisted first
+        // in one atomic write; the waiting members' messages go with the first.
+        let groups = launch::group_by_size(
+            operations_by_offer
+                .keys()
+                .map(|id| {
+                    let records = records_by_offer.get(id).map_or(0, Vec::len);
+                    (id.clone(), records)
+                })
+                .collect(),
+            ACCEPT_GROUP_RECORDS,
+        );
+        let mut pending_records = waiting_records;
+        let mut first_accept = true;
+        for group in groups {
+            let mut to_write = std::mem::take(&mut pending_records);
+            for offer_id in &group {
+                to_write.extend(records_by_offer.remove(offer_id).unwrap_or_default());
             }
-            self.mesos.send(calls::accept(
-                vec![offer_id],
-                operations,
-                REFUSE_SECONDS_BUSY,
-            ));
+            if !to_write.is_empty() {
+                self.state.write(Vec::new(), to_write).await?;
+            }
+            if first_accept && group.iter().any(|id| tasks_by_offer.contains_key(id)) {
+                first_accept = false;
+                self.metrics
+                    .offer_to_accept_seconds
+                    .observe(self.received_at.elapsed().as_secs_f64());
+            }
+            self.metrics.offers("accepted", group.len());
+            let mut launched = Vec::new();
+            for offer_id in &group {
+                let mut operations = operations_by_offer.remove(offer_id).unwrap_or_default();
+                if let Some(tasks) = tasks_by_offer.remove(offer_id) {
+                    launched.extend(tasks.iter().map(|t| t.task_id.value.clone()));
+                    for task in &tasks {
+                        tracing::info!(task_id = %task.task_id.value, agent_id = %task.agent_id.value, %offer_id, "launching");
+                    }
+                    operations.push(calls::launch(tasks));
+                }
+                self.mesos.send(calls::accept(
+                    vec![offer_id.clone()],
+                    operations,
+                    REFUSE_SECONDS_BUSY,
+                ));
+            }
+            lock(remaining).retain(|o| !group.contains(&o.id.value));
+            self.metrics.launches.inc_by(launched.len() as u64);
+            self.buffer.launched(launched);
         }
-        self.metrics.launches.inc_by(launched.len() as u64);
-        self.buffer.launched(launched);
+        if !pending_records.is_empty() {
+            self.state.write(Vec::new(), pending_records).await?;
+        }
         let released_offers: BTreeSet<&str> =
             released.iter().map(|r| r.offer_id.as_str()).collect();
         let unused: Vec<String> = outcome
@@ -597,6 +652,7 @@ impl OfferRound {
             .into_iter()
             .filter(|id| !released_offers.contains(id.as_str()))
             .collect();
+        lock(remaining).clear();
         if !unused.is_empty() {
             self.metrics.offers("declined", unused.len());
             let refuse = if jobs_empty {
@@ -608,6 +664,14 @@ impl OfferRound {
         }
         Ok((jobs_empty, Some(releases_pending)))
     }
+}
+
+/// The guarded value, also after a panic elsewhere left the lock poisoned (the
+/// offers in it stay valid).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The allocation info the master gave the offer's resources.

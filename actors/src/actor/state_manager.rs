@@ -62,7 +62,9 @@ impl InstanceState {
 #[derive(Debug)]
 pub struct StateManager {
     store: StateStore,
-    instances: BTreeMap<String, InstanceState>,
+    /// Cached records (without stats), shared with readers of [`ListRecords`]: a
+    /// write copies an entry only while a reader still holds it.
+    instances: BTreeMap<String, Arc<InstanceState>>,
     /// Task id → (instance, ordinal), for routing status updates.
     task_index: BTreeMap<String, (String, u32)>,
     framework_id: Option<String>,
@@ -230,17 +232,17 @@ impl StateManager {
     /// Loads the cache from `store`. Runs on the caller's thread: call it from a
     /// blocking context before the actor system starts.
     pub fn load(store: StateStore, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
-        let mut instances: BTreeMap<String, InstanceState> = store
+        let mut instances: BTreeMap<String, Arc<InstanceState>> = store
             .load_instances()?
             .into_iter()
             .map(|instance| {
                 (
                     instance.name.clone(),
-                    InstanceState {
+                    Arc::new(InstanceState {
                         instance,
                         tasks: BTreeMap::new(),
                         stats: BTreeMap::new(),
-                    },
+                    }),
                 )
             })
             .collect();
@@ -248,7 +250,7 @@ impl StateManager {
         for task in store.load_all_tasks()? {
             task_index.insert(task.task_id.clone(), (task.instance.clone(), task.ordinal));
             if let Some(state) = instances.get_mut(&task.instance) {
-                state.tasks.insert(task.ordinal, task);
+                Arc::make_mut(state).tasks.insert(task.ordinal, task);
             }
         }
         let framework_id = store.framework_id()?;
@@ -277,11 +279,13 @@ impl StateManager {
         for instance in instances {
             self.instances
                 .entry(instance.name.clone())
-                .and_modify(|state| state.instance = instance.clone())
-                .or_insert_with(|| InstanceState {
-                    instance,
-                    tasks: BTreeMap::new(),
-                    stats: BTreeMap::new(),
+                .and_modify(|state| Arc::make_mut(state).instance = instance.clone())
+                .or_insert_with(|| {
+                    Arc::new(InstanceState {
+                        instance,
+                        tasks: BTreeMap::new(),
+                        stats: BTreeMap::new(),
+                    })
                 });
         }
         for task in tasks {
@@ -291,14 +295,14 @@ impl StateManager {
             self.task_index
                 .insert(task.task_id.clone(), (task.instance.clone(), task.ordinal));
             if let Some(state) = self.instances.get_mut(&task.instance) {
-                state.tasks.insert(task.ordinal, task);
+                Arc::make_mut(state).tasks.insert(task.ordinal, task);
             }
         }
     }
 
     /// The cached state of `name` with the latest stats of its current tasks.
     fn snapshot(&self, name: &str) -> Option<InstanceState> {
-        let mut state = self.instances.get(name)?.clone();
+        let mut state = InstanceState::clone(self.instances.get(name)?);
         state.stats = state
             .tasks
             .iter()
@@ -464,7 +468,7 @@ impl StateManager {
                 let name = instance.name.clone();
                 self.creating.remove(&name);
                 self.apply_to_cache(vec![instance], tasks);
-                self.instances.get(&name).cloned()
+                self.instances.get(&name).map(|s| InstanceState::clone(s))
             }
             WriteKind::Put { instances, tasks } => {
                 self.apply_to_cache(instances, tasks);
@@ -474,6 +478,7 @@ impl StateManager {
                 let name = instance.name.clone();
                 self.apply_to_cache(vec![instance], Vec::new());
                 if let Some(state) = self.instances.get_mut(&name) {
+                    let state = Arc::make_mut(state);
                     for ordinal in &ordinals {
                         state.tasks.remove(ordinal);
                     }
@@ -495,6 +500,12 @@ pub struct GetInstance(pub String);
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<InstanceState>")]
 pub struct ListInstances;
+
+/// Reads every instance's records, shared rather than copied (no stats): for
+/// scans of the whole state, which must not hold up the writes behind them.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Arc<InstanceState>>")]
+pub struct ListRecords;
 
 /// Finds the instance of a task id.
 #[derive(Debug, Message)]
@@ -593,6 +604,15 @@ impl Handler<Traced<ListInstances>> for StateManager {
     }
 }
 
+impl Handler<Traced<ListRecords>> for StateManager {
+    type Result = MessageResult<Traced<ListRecords>>;
+    fn handle(&mut self, traced: Traced<ListRecords>, _: &mut Context<Self>) -> Self::Result {
+        self.metrics.received(ACTOR, "ListRecords");
+        let _entered = handler_span(ACTOR, "ListRecords", &traced.parent).entered();
+        MessageResult(self.instances.values().cloned().collect())
+    }
+}
+
 /// How many instances have each status, counted without copying any record.
 #[derive(Debug, Message)]
 #[rtype(result = "std::collections::BTreeMap<&'static str, usize>")]
@@ -618,7 +638,9 @@ impl Handler<Traced<FindTask>> for StateManager {
         let _entered = handler_span(ACTOR, "FindTask", &traced.parent).entered();
         let msg = traced.message;
         let (instance, _) = self.task_index.get(&msg.0)?;
-        self.instances.get(instance).cloned()
+        self.instances
+            .get(instance)
+            .map(|s| InstanceState::clone(s))
     }
 }
 
@@ -829,6 +851,17 @@ impl StateManagerHandle {
         self.metrics.sent(ACTOR);
         self.addr
             .send(Traced::new(ListInstances))
+            .await
+            .map_err(|e| ActorError::mailbox("StateManager", e))
+    }
+
+    /// Every instance's records, shared with the cache (no stats). Cheap for the
+    /// StateManager whatever the number of instances; the caller copies what it
+    /// keeps.
+    pub async fn records(&self) -> Result<Vec<Arc<InstanceState>>, ActorError> {
+        self.metrics.sent(ACTOR);
+        self.addr
+            .send(Traced::new(ListRecords))
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))
     }

@@ -298,6 +298,28 @@ pub fn substitute(args: &[String], port: u16, master: Option<(&str, u16)>) -> Ve
         .collect()
 }
 
+/// Splits `items` (each with its size), in order, into consecutive groups whose
+/// sizes add up to at least `limit`, the last group holding what is left. No item is
+/// split: one larger than `limit` forms a group of its own, and items of size 0 join
+/// the group being filled.
+pub fn group_by_size<T>(items: Vec<(T, usize)>, limit: usize) -> Vec<Vec<T>> {
+    let mut groups = Vec::new();
+    let mut group = Vec::new();
+    let mut size = 0;
+    for (item, item_size) in items {
+        group.push(item);
+        size += item_size;
+        if size >= limit.max(1) {
+            groups.push(std::mem::take(&mut group));
+            size = 0;
+        }
+    }
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,5 +531,33 @@ mod tests {
             cpus.allocation_info = Some(allocation);
             cpus
         });
+    }
+
+    #[test]
+    fn groups_fill_up_to_the_limit_and_never_split_an_item() {
+        let items = vec![
+            ("a", 100),
+            ("b", 200),
+            ("c", 10),
+            ("d", 0),
+            ("e", 600),
+            ("f", 5),
+        ];
+        assert_eq!(
+            group_by_size(items, 256),
+            vec![vec!["a", "b"], vec!["c", "d", "e"], vec!["f"]]
+        );
+        assert_eq!(
+            group_by_size(vec![("big", 1000), ("small", 1)], 256),
+            vec![vec!["big"], vec!["small"]]
+        );
+        assert!(group_by_size(Vec::<(u8, usize)>::new(), 256).is_empty());
+        // Items of size 0 (offers accepted only to decline nothing) stay together.
+        assert_eq!(group_by_size(vec![(1, 0), (2, 0)], 256), vec![vec![1, 2]]);
+        // A limit of 0 acts as 1: every item with a size closes its group.
+        assert_eq!(
+            group_by_size(vec![(1, 1), (2, 1)], 0),
+            vec![vec![1], vec![2]]
+        );
     }
 }

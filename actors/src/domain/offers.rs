@@ -729,6 +729,11 @@ pub fn match_offers(
     // Placements by offer index: grouped by offer without sorting large values.
     let mut by_offer: Vec<Vec<Placement>> = offers.iter().map(|_| Vec::new()).collect();
     let mut placed = 0;
+    // Where the search for the next job's offer starts: at the offer that took the
+    // previous job until it has taken another `OFFER_STEP`, then just past it, so
+    // that a round's launches spread over its offers (no ACCEPT carrying thousands
+    // of launches) without an ACCEPT per launch.
+    let mut cursor = 0;
     let mut outcome = MatchOutcome::default();
     for job in jobs {
         let rules_index = match compiled
@@ -757,16 +762,18 @@ pub fn match_offers(
         if let Some(here) = placed_here.get(job.instance.as_str()) {
             job_peers.extend(here.iter().map(|&index| &offers[index].facts));
         }
-        match place_one(
+        let round = RoundView {
             offers,
-            &mut remaining,
-            job,
-            rules,
-            &job_peers,
-            &known,
+            known: &known,
             settings,
-        ) {
+        };
+        match place_one(&round, &mut remaining, job, rules, &job_peers, cursor) {
             Ok((index, placement)) => {
+                cursor = if (by_offer[index].len() + 1) % OFFER_STEP == 0 {
+                    index + 1
+                } else {
+                    index
+                };
                 placed_here
                     .entry(job.instance.as_str())
                     .or_default()
@@ -791,15 +798,32 @@ pub fn match_offers(
     outcome
 }
 
+/// Jobs one offer takes in a row before the next job's search starts at the offer
+/// after it.
+pub const OFFER_STEP: usize = 64;
+
+/// What every job of a round is matched against.
+#[derive(Clone, Copy)]
+struct RoundView<'a> {
+    offers: &'a [OfferSummary],
+    /// The facts of every offer's agent, in offer order.
+    known: &'a [&'a AgentFacts],
+    settings: &'a MatchSettings,
+}
+
 fn place_one(
-    offers: &[OfferSummary],
+    round: &RoundView<'_>,
     remaining: &mut [Remaining],
     job: &LaunchJob,
     rules: &PlacementRules,
     peers: &[&AgentFacts],
-    known: &[&AgentFacts],
-    settings: &MatchSettings,
+    start: usize,
 ) -> Result<(usize, Placement), String> {
+    let RoundView {
+        offers,
+        known,
+        settings,
+    } = *round;
     let overhead = settings.executor_overhead;
     // What the general pool must hold for this job.
     let need = match (&job.bound, &job.volume) {
@@ -826,8 +850,9 @@ fn place_one(
             best_refusal = Some(refusal);
         }
     };
-    // The first offer that fits on an agent without another member of the instance
-    // is taken; offers on such agents are kept for when the job may share one.
+    // The first offer from `start` on (wrapping around) that fits on an agent without
+    // another member of the instance is taken; offers on such agents are kept for
+    // when the job may share one.
     let mut shared: Vec<usize> = Vec::new();
     let try_take = |index: usize, remaining: &mut [Remaining]| {
         if job.bound.is_none() && job.volume.is_none() {
@@ -843,7 +868,13 @@ fn place_one(
         remaining[index] = trial;
         Some((index, placement))
     };
-    for (index, offer) in offers.iter().enumerate() {
+    let start = if offers.is_empty() {
+        0
+    } else {
+        start % offers.len()
+    };
+    let order = (start..offers.len()).chain(0..start);
+    for (index, offer) in order.map(|index| (index, &offers[index])) {
         if let Some(agent) = job.bound_agent() {
             if offer.agent_id != agent {
                 continue;

@@ -181,6 +181,8 @@ async fn a_create_is_one_connected_trace_across_actors() {
     // This test binary process is the only one reading these variables.
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
     std::env::set_var("OTEL_SERVICE_NAME", "mesos-stateful-test");
+    // Every trace, not the default tenth: this test follows one create.
+    std::env::set_var("OTEL_TRACES_SAMPLER", "parentbased_always_on");
     std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
     std::env::set_var("OTEL_METRIC_EXPORT_INTERVAL", "300");
     let telemetry = telemetry::init(LogFormat::Pretty);

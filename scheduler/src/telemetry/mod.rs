@@ -12,6 +12,11 @@
 //! client is used on purpose: the async and gRPC exporters need a Tokio reactor that
 //! the export thread lacks.
 //!
+//! Unless `OTEL_TRACES_SAMPLER` says otherwise, one trace in ten is exported
+//! ([`DEFAULT_SAMPLE_RATIO`], parent-based): exporting every span costs about a
+//! quarter of the scheduler's throughput at full load (BENCHMARKS.md), a tenth of
+//! them a few percent. `OTEL_TRACES_SAMPLER=parentbased_always_on` exports all.
+//!
 //! Without an endpoint, spans still get ids (so log lines can be correlated and the
 //! trace context still reaches executors) but nothing is recorded or exported.
 //!
@@ -37,6 +42,23 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per event.
     Json,
+}
+
+/// Share of traces exported when `OTEL_TRACES_SAMPLER` is not set: a trace
+/// started here is kept with this probability (by its id); one continuing a
+/// caller's trace follows the caller's decision.
+pub const DEFAULT_SAMPLE_RATIO: f64 = 0.1;
+
+/// The sampler to install over the SDK's own reading of the environment: ours when
+/// `OTEL_TRACES_SAMPLER` (given as `configured`) is unset or blank, else `None` (the
+/// SDK reads the standard variables).
+pub fn default_sampler(configured: Option<&str>) -> Option<Sampler> {
+    match configured {
+        Some(name) if !name.trim().is_empty() => None,
+        _ => Some(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            DEFAULT_SAMPLE_RATIO,
+        )))),
+    }
 }
 
 /// Service name reported when `OTEL_SERVICE_NAME` is not set.
@@ -137,7 +159,11 @@ fn exporting_provider() -> Result<SdkTracerProvider, SetupError> {
         export::BatchSettings::from_env(),
         spans_dropped().clone(),
     )?;
-    Ok(SdkTracerProvider::builder()
+    let mut builder = SdkTracerProvider::builder();
+    if let Some(sampler) = default_sampler(std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref()) {
+        builder = builder.with_sampler(sampler);
+    }
+    Ok(builder
         .with_span_processor(processor)
         .with_resource(
             Resource::builder()
@@ -145,4 +171,62 @@ fn exporting_provider() -> Result<SdkTracerProvider, SetupError> {
                 .build(),
         )
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use opentelemetry::Context;
+    use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+
+    fn decision(sampler: &Sampler, parent: Option<&Context>, trace_id: TraceId) -> bool {
+        let result = sampler.should_sample(parent, trace_id, "span", &SpanKind::Internal, &[], &[]);
+        result.decision == SamplingDecision::RecordAndSample
+    }
+
+    #[test]
+    fn without_a_configured_sampler_one_root_trace_in_ten_is_kept() {
+        let sampler = default_sampler(None).unwrap();
+        assert!(default_sampler(Some("  ")).is_some());
+        // Trace ids spread over the whole range, as random ids are.
+        let kept = (1..=10_000u128)
+            .filter(|i| {
+                let id = TraceId::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+                decision(&sampler, None, id)
+            })
+            .count();
+        assert!((800..=1200).contains(&kept), "kept {kept} of 10,000");
+    }
+
+    #[test]
+    fn a_continued_trace_follows_its_callers_decision() {
+        let sampler = default_sampler(None).unwrap();
+        let parent = |flags| {
+            Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                flags,
+                true,
+                TraceState::default(),
+            ))
+        };
+        for i in 1..=100u128 {
+            let id = TraceId::from(i);
+            assert!(decision(&sampler, Some(&parent(TraceFlags::SAMPLED)), id));
+            assert!(!decision(
+                &sampler,
+                Some(&parent(TraceFlags::default())),
+                id
+            ));
+        }
+    }
+
+    #[test]
+    fn a_configured_sampler_is_left_to_the_sdk() {
+        assert!(default_sampler(Some("parentbased_always_on")).is_none());
+        assert!(default_sampler(Some("always_off")).is_none());
+    }
 }

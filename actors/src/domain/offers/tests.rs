@@ -102,6 +102,36 @@ fn places_jobs_in_order_and_declines_unused_offers() {
 }
 
 #[test]
+fn a_round_spreads_its_launches_over_its_offers() {
+    let offers = [
+        offer("o1", "a1", 100.0, 100_000.0, (31000, 31999)),
+        offer("o2", "a2", 0.05, 100_000.0, (31000, 31999)),
+        offer("o3", "a3", 100.0, 100_000.0, (31000, 31999)),
+    ];
+    // Instances of one member that would all fit on the first offer.
+    let count = 2 * OFFER_STEP + 1;
+    let jobs: Vec<LaunchJob> = (0..count).map(|i| job(&format!("c{i}"), 0, 0.1)).collect();
+    let outcome = run(&offers, &jobs, &BTreeMap::new());
+    assert!(outcome.unplaced.is_empty());
+    let on = |offer: &str| {
+        outcome
+            .placements
+            .iter()
+            .filter(|p| p.offer_id == offer)
+            .map(|p| p.job.instance.clone())
+            .collect::<Vec<_>>()
+    };
+    // Each offer takes OFFER_STEP jobs in a row, then the search starts at the next
+    // offer, wrapping around and skipping the one too small (o2).
+    let names = |range: std::ops::Range<usize>| range.map(|i| format!("c{i}")).collect::<Vec<_>>();
+    let mut first = names(0..OFFER_STEP);
+    first.extend(names(2 * OFFER_STEP..count));
+    assert_eq!(on("o1"), first);
+    assert_eq!(on("o3"), names(OFFER_STEP..2 * OFFER_STEP));
+    assert!(on("o2").is_empty() && outcome.unused_offers == vec!["o2".to_string()]);
+}
+
+#[test]
 fn spreads_members_of_one_instance_across_agents_when_possible() {
     let offers = [
         offer("o1", "a1", 4.0, 4000.0, (31000, 31010)),
