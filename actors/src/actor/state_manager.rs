@@ -89,12 +89,25 @@ pub struct StateManager {
 /// Writes queued for the next batch, and whether a batch is being synced.
 ///
 /// Plain data: the actor decides when to start a batch and what to do with its
-/// outcome. A write marked `alone` goes in a batch of its own (a retry after a
-/// merged batch failed).
+/// outcome. A write marked alone goes in a batch of its own (a retry after a merged
+/// batch failed); a write pushed ahead goes before every write pushed plainly (it
+/// shares no record with them, so their order does not matter); a batch takes
+/// writes until their records reach the limit it is given.
 #[derive(Debug)]
 pub struct GroupCommit<T> {
-    queue: VecDeque<(T, bool)>,
+    queue: VecDeque<(T, Lane)>,
     in_flight: bool,
+}
+
+/// Where a queued write stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// A retry, in a batch of its own, before everything else.
+    Alone,
+    /// Before the plain writes.
+    Ahead,
+    /// In arrival order.
+    Plain,
 }
 
 impl<T> Default for GroupCommit<T> {
@@ -109,20 +122,44 @@ impl<T> Default for GroupCommit<T> {
 impl<T> GroupCommit<T> {
     /// Queues a write.
     pub fn push(&mut self, write: T) {
-        self.queue.push_back((write, false));
+        self.queue.push_back((write, Lane::Plain));
     }
 
-    /// The next batch to sync, unless one is in flight or nothing is queued: every
-    /// queued write up to the first that must go alone, or that one alone.
-    pub fn next_batch(&mut self) -> Option<Vec<T>> {
+    /// Queues a write before every write queued by [`push`](Self::push), after
+    /// those queued before it by this method. Only for a write that touches no record
+    /// of a queued write: the store and the cache then end the same in either order.
+    pub fn push_ahead(&mut self, write: T) {
+        let at = self
+            .queue
+            .iter()
+            .take_while(|(_, lane)| *lane != Lane::Plain)
+            .count();
+        self.queue.insert(at, (write, Lane::Ahead));
+    }
+
+    /// The writes queued, not those in flight.
+    pub fn queued(&self) -> impl Iterator<Item = &T> {
+        self.queue.iter().map(|(write, _)| write)
+    }
+
+    /// The next batch to sync, unless one is in flight or nothing is queued: a write
+    /// that must go alone, alone; else the queued writes in order, up to the first
+    /// that must go alone, while the records taken (`size` of each) stay under
+    /// `limit` (at least one write).
+    pub fn next_batch(&mut self, limit: usize, size: impl Fn(&T) -> usize) -> Option<Vec<T>> {
         if self.in_flight || self.queue.is_empty() {
             return None;
         }
         let mut batch = Vec::new();
-        if matches!(self.queue.front(), Some((_, true))) {
+        if matches!(self.queue.front(), Some((_, Lane::Alone))) {
             batch.extend(self.queue.pop_front().map(|(write, _)| write));
         } else {
-            while matches!(self.queue.front(), Some((_, false))) {
+            let mut records = 0;
+            while let Some((write, lane)) = self.queue.front() {
+                if *lane == Lane::Alone || (!batch.is_empty() && records + size(write) > limit) {
+                    break;
+                }
+                records += size(write);
                 batch.extend(self.queue.pop_front().map(|(write, _)| write));
             }
         }
@@ -138,7 +175,7 @@ impl<T> GroupCommit<T> {
         match failed {
             Some(writes) if writes.len() > 1 => {
                 for write in writes.into_iter().rev() {
-                    self.queue.push_front((write, true));
+                    self.queue.push_front((write, Lane::Alone));
                 }
                 None
             }
@@ -151,6 +188,10 @@ impl<T> GroupCommit<T> {
         !self.in_flight && self.queue.is_empty()
     }
 }
+
+/// Records one synced batch holds at most (unless one write alone holds more): a
+/// create queued behind a batch waits for this many records' write at most.
+pub const BATCH_RECORDS: usize = 256;
 
 /// One caller's write waiting in the [`GroupCommit`].
 #[derive(Debug)]
@@ -179,6 +220,27 @@ enum WriteKind {
 }
 
 impl WriteKind {
+    /// How many records the write puts or deletes.
+    fn records(&self) -> usize {
+        match self {
+            WriteKind::Create { tasks, .. } => 1 + tasks.len(),
+            WriteKind::Put { instances, tasks } => instances.len() + tasks.len(),
+            WriteKind::Remove { ordinals, .. } => 1 + ordinals.len(),
+        }
+    }
+
+    /// Whether the write touches a record of instance `name` (its own or a member's).
+    fn touches(&self, name: &str) -> bool {
+        match self {
+            WriteKind::Create { instance, .. } | WriteKind::Remove { instance, .. } => {
+                instance.name == name
+            }
+            WriteKind::Put { instances, tasks } => {
+                instances.iter().any(|i| i.name == name) || tasks.iter().any(|t| t.instance == name)
+            }
+        }
+    }
+
     fn add_to(&self, changes: &mut Changes) {
         match self {
             WriteKind::Create { instance, tasks } => {
@@ -371,14 +433,31 @@ impl StateManager {
         ctx: &mut Context<Self>,
     ) -> oneshot::Receiver<Result<Option<InstanceState>, ActorError>> {
         let (reply, answer) = oneshot::channel();
-        self.commits.push(PendingWrite { kind, reply });
+        // A create goes before the status updates and placements queued (a request
+        // waits on it), unless one of them touches a record of the same name.
+        let ahead = match &kind {
+            WriteKind::Create { instance, .. } => !self
+                .commits
+                .queued()
+                .any(|queued| queued.kind.touches(&instance.name)),
+            _ => false,
+        };
+        let write = PendingWrite { kind, reply };
+        if ahead {
+            self.commits.push_ahead(write);
+        } else {
+            self.commits.push(write);
+        }
         self.flush(ctx);
         answer
     }
 
     /// Sends the queued writes to the store as one batch, unless one is in flight.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        let Some(batch) = self.commits.next_batch() else {
+        let Some(batch) = self
+            .commits
+            .next_batch(BATCH_RECORDS, |write| write.kind.records())
+        else {
             if self.commits.is_idle() {
                 self.assigned_versions.clear();
             }
@@ -982,27 +1061,94 @@ mod tests {
     #[test]
     fn group_commit_batches_what_arrives_during_a_sync_and_retries_alone() {
         let mut commits = GroupCommit::default();
+        let next = |commits: &mut GroupCommit<&'static str>| commits.next_batch(100, |_| 1);
         commits.push("a");
-        assert_eq!(commits.next_batch(), Some(vec!["a"]));
+        assert_eq!(next(&mut commits), Some(vec!["a"]));
         // Arriving while "a" syncs: queued, not started.
         commits.push("b");
         commits.push("c");
-        assert_eq!(commits.next_batch(), None);
+        assert_eq!(next(&mut commits), None);
         assert_eq!(commits.completed(None), None);
-        assert_eq!(commits.next_batch(), Some(vec!["b", "c"]));
+        assert_eq!(next(&mut commits), Some(vec!["b", "c"]));
         commits.push("d");
         // The merged batch failed: its writes go again, each alone, before "d".
         assert_eq!(commits.completed(Some(vec!["b", "c"])), None);
-        assert_eq!(commits.next_batch(), Some(vec!["b"]));
+        assert_eq!(next(&mut commits), Some(vec!["b"]));
         // A single write that fails is the caller's.
         assert_eq!(commits.completed(Some(vec!["b"])), Some(vec!["b"]));
-        assert_eq!(commits.next_batch(), Some(vec!["c"]));
+        assert_eq!(next(&mut commits), Some(vec!["c"]));
         assert_eq!(commits.completed(None), None);
-        assert_eq!(commits.next_batch(), Some(vec!["d"]));
+        assert_eq!(next(&mut commits), Some(vec!["d"]));
         assert!(!commits.is_idle());
         commits.completed(None);
         assert!(commits.is_idle());
-        assert_eq!(commits.next_batch(), None);
+        assert_eq!(next(&mut commits), None);
+    }
+
+    #[test]
+    fn a_write_knows_its_records_and_the_instances_it_touches() {
+        let create = WriteKind::Create {
+            instance: instance("c1"),
+            tasks: vec![TaskRecord::waiting("c1", 0, Role::Master, 1)],
+        };
+        assert_eq!(create.records(), 2);
+        assert!(create.touches("c1") && !create.touches("c2"));
+        let put = WriteKind::Put {
+            instances: vec![instance("c3")],
+            tasks: vec![
+                TaskRecord::waiting("c2", 0, Role::Master, 1),
+                TaskRecord::waiting("c2", 1, Role::Replica, 1),
+            ],
+        };
+        assert_eq!(put.records(), 3);
+        assert!(put.touches("c2") && put.touches("c3") && !put.touches("c1"));
+        let remove = WriteKind::Remove {
+            instance: instance("c4"),
+            ordinals: vec![1, 2],
+        };
+        assert_eq!(remove.records(), 3);
+        assert!(remove.touches("c4") && !remove.touches("c2"));
+    }
+
+    #[test]
+    fn group_commit_puts_writes_pushed_ahead_first_and_caps_a_batch() {
+        let mut commits = GroupCommit::default();
+        // Sizes are the numbers in the names.
+        let next = |commits: &mut GroupCommit<(&'static str, usize)>| {
+            commits
+                .next_batch(10, |(_, size)| *size)
+                .map(|batch| batch.into_iter().map(|(name, _)| name).collect::<Vec<_>>())
+        };
+        commits.push(("first", 1));
+        assert_eq!(next(&mut commits), Some(vec!["first"]));
+        commits.push(("p1", 4));
+        commits.push(("p2", 4));
+        commits.push(("p3", 4));
+        commits.push_ahead(("a1", 1));
+        commits.push_ahead(("a2", 1));
+        assert_eq!(
+            commits.queued().map(|(name, _)| *name).collect::<Vec<_>>(),
+            vec!["a1", "a2", "p1", "p2", "p3"]
+        );
+        commits.completed(None);
+        // 1 + 1 + 4 + 4 records; p3 would pass the limit of 10.
+        assert_eq!(next(&mut commits), Some(vec!["a1", "a2", "p1", "p2"]));
+        // A write larger than the limit still goes, alone.
+        commits.push(("huge", 50));
+        commits.push(("p4", 1));
+        commits.completed(None);
+        assert_eq!(next(&mut commits), Some(vec!["p3"]));
+        commits.completed(None);
+        assert_eq!(next(&mut commits), Some(vec!["huge"]));
+        // Retries alone stay before writes pushed ahead later.
+        commits.push_ahead(("a3", 1));
+        assert_eq!(commits.completed(Some(vec![("x", 1), ("y", 1)])), None);
+        commits.push_ahead(("a4", 1));
+        assert_eq!(
+            commits.queued().map(|(name, _)| *name).collect::<Vec<_>>(),
+            vec!["x", "y", "a3", "a4", "p4"]
+        );
+        assert_eq!(next(&mut commits), Some(vec!["x"]));
     }
 
     fn instance(name: &str) -> InstanceRecord {
