@@ -345,3 +345,88 @@ async fn creates_are_refused_while_the_launch_queue_is_full() {
         .await
         .unwrap();
 }
+
+#[actix_rt::test]
+async fn a_large_round_launches_every_member_once_over_many_offers() {
+    let mesos = RecordingMesos::subscribed("fw");
+    let store = StateStore::open(Arc::new(MemPersister::new())).unwrap();
+    let system = System::start(
+        store.clone(),
+        Arc::new(mesos.clone()),
+        Arc::new(Echo),
+        SystemConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            executor: ExecutorLaunch::default(),
+            metrics: Arc::new(Metrics::new()),
+            api: Default::default(),
+            recovery: Default::default(),
+            queue: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    const INSTANCES: usize = 300;
+    for i in 0..INSTANCES {
+        system
+            .creator
+            .create(format!("g{i}"), spec(0))
+            .await
+            .unwrap();
+    }
+    // One OFFERS event of 24 offers of 4 cpus: each holds 16 members (0.2 cpus and
+    // the executor's 0.05), so the round uses 19 of them and persists more records
+    // than one group holds.
+    let mut event = offers("o0", "a0", (31000, 31100));
+    for i in 1..24 {
+        let more = offers(&format!("o{i}"), &format!("a{i}"), (31000, 31100));
+        if let (Some(all), Some(more)) = (&mut event.offers, more.offers) {
+            all.offers.extend(more.offers);
+        }
+    }
+    system.handle_event(event).await.unwrap();
+    eventually("every launch", || async {
+        super::launched_tasks(&mesos).len() >= INSTANCES
+    })
+    .await;
+
+    let accepts: Vec<v1::scheduler::call::Accept> = mesos
+        .calls_of(call::Type::Accept)
+        .into_iter()
+        .filter_map(|c| c.accept)
+        .collect();
+    assert_eq!(accepts.len(), 19, "one ACCEPT per offer used");
+    let mut launched = std::collections::BTreeMap::new();
+    for accept in &accepts {
+        assert_eq!(accept.offer_ids.len(), 1);
+        let offer = accept.offer_ids[0].value.clone();
+        for task in accept
+            .operations
+            .iter()
+            .filter_map(|op| op.launch.as_ref())
+            .flat_map(|l| l.task_infos.iter())
+        {
+            let agent = format!("a{}", offer.trim_start_matches('o'));
+            assert_eq!(task.agent_id.value, agent);
+            assert!(
+                launched.insert(task.task_id.value.clone(), agent).is_none(),
+                "{} launched twice",
+                task.task_id.value
+            );
+        }
+    }
+    assert_eq!(launched.len(), INSTANCES);
+    // Every placement was persisted, on the agent it was launched on.
+    for i in 0..INSTANCES {
+        let tasks = store.load_tasks(&format!("g{i}")).unwrap();
+        let master = &tasks[0];
+        assert_eq!(master.state.as_deref(), Some("TASK_STAGING"));
+        assert_eq!(master.agent_id.as_ref(), launched.get(&master.task_id));
+    }
+    let unused: usize = mesos
+        .calls_of(call::Type::Decline)
+        .into_iter()
+        .filter_map(|c| c.decline)
+        .map(|d| d.offer_ids.len())
+        .sum();
+    assert_eq!(unused, 5, "the offers left over are declined");
+}
