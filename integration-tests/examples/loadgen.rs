@@ -991,8 +991,9 @@ fn end_to_end_report(settings: &Settings, runs: &[Run]) -> String {
         match settings.create_rate {
             None => format!("by {} concurrent clients, each sending its next create once answered", settings.concurrency),
             Some(rate) => format!(
-                "at {rate} per second (open loop, at most {} in flight; *late*: sent over 2 ms after due)",
-                settings.concurrency
+                "at {rate} per second (open loop, at most {} in flight; *late*: sent over {} ms after due)",
+                settings.concurrency,
+                LATE.as_millis()
             ),
         },
         settings.rate_limit,

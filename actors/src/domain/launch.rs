@@ -552,7 +552,7 @@ mod tests {
             vec![vec!["big"], vec!["small"]]
         );
         assert!(group_by_size(Vec::<(u8, usize)>::new(), 256).is_empty());
-        // Items of size 0 (offers accepted only to decline nothing) stay together.
+        // Items of size 0 (offers whose ACCEPT persists no record) join the group.
         assert_eq!(group_by_size(vec![(1, 0), (2, 0)], 256), vec![vec![1, 2]]);
         // A limit of 0 acts as 1: every item with a size closes its group.
         assert_eq!(

@@ -734,6 +734,11 @@ pub fn match_offers(
     // that a round's launches spread over its offers (no ACCEPT carrying thousands
     // of launches) without an ACCEPT per launch.
     let mut cursor = 0;
+    let round = RoundView {
+        offers,
+        known: &known,
+        settings,
+    };
     let mut outcome = MatchOutcome::default();
     for job in jobs {
         let rules_index = match compiled
@@ -762,11 +767,6 @@ pub fn match_offers(
         if let Some(here) = placed_here.get(job.instance.as_str()) {
             job_peers.extend(here.iter().map(|&index| &offers[index].facts));
         }
-        let round = RoundView {
-            offers,
-            known: &known,
-            settings,
-        };
         match place_one(&round, &mut remaining, job, rules, &job_peers, cursor) {
             Ok((index, placement)) => {
                 cursor = if (by_offer[index].len() + 1) % OFFER_STEP == 0 {

@@ -350,21 +350,7 @@ async fn creates_are_refused_while_the_launch_queue_is_full() {
 async fn a_large_round_launches_every_member_once_over_many_offers() {
     let mesos = RecordingMesos::subscribed("fw");
     let store = StateStore::open(Arc::new(MemPersister::new())).unwrap();
-    let system = System::start(
-        store.clone(),
-        Arc::new(mesos.clone()),
-        Arc::new(Echo),
-        SystemConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            executor: ExecutorLaunch::default(),
-            metrics: Arc::new(Metrics::new()),
-            api: Default::default(),
-            recovery: Default::default(),
-            queue: Default::default(),
-        },
-    )
-    .await
-    .unwrap();
+    let system = super::start(&mesos, store.clone()).await;
     const INSTANCES: usize = 300;
     for i in 0..INSTANCES {
         system
