@@ -38,7 +38,6 @@ pub(crate) async fn carry_out(
                 Some(state) => state,
                 None => store
                     .get(&name)
-                    .await?
                     .ok_or_else(|| ActorError::NotFound(name.clone()))?,
             };
             let plan = plan_actions(
@@ -53,7 +52,7 @@ pub(crate) async fn carry_out(
                 store.write(instances, tasks).await?;
                 // The cache bumped the versions; read them back so later writes
                 // build on them.
-                if let Some(fresh) = store.get(&name).await? {
+                if let Some(fresh) = store.get(&name) {
                     state.instance = fresh.instance;
                     state.tasks = fresh.tasks;
                 }

@@ -107,7 +107,7 @@ impl Destroyer {
         store: &StateManagerHandle,
         name: &str,
     ) -> Result<Option<InstanceState>, ActorError> {
-        let Some(mut state) = store.get(name).await? else {
+        let Some(mut state) = store.get(name) else {
             return Ok(None);
         };
         if state.instance.status != InstanceStatus::Deleting {
@@ -120,7 +120,7 @@ impl Destroyer {
                 .write(vec![state.instance.clone()], Vec::new())
                 .await?;
             tracing::info!(instance = %name, "instance deleted");
-            return store.get(name).await;
+            return Ok(store.get(name));
         }
         Ok(Some(state))
     }
@@ -142,10 +142,7 @@ impl Destroyer {
         let mesos = self.mesos.clone();
         ctx.spawn(
             async move {
-                let Ok(states) = store.list().await else {
-                    return;
-                };
-                for state in states {
+                for state in store.list() {
                     if state.instance.status == InstanceStatus::Deleting {
                         Self::kill_live_tasks(mesos.as_ref(), &state);
                         if let Err(error) = Self::finish_if_done(&store, &state.instance.name).await {
@@ -246,7 +243,7 @@ impl Destroyer {
         if_version: Option<u64>,
     ) -> Result<InstanceView, ActorError> {
         let name = name.to_string();
-        let Some(mut state) = store.get(&name).await? else {
+        let Some(mut state) = store.get(&name) else {
             return Err(ActorError::NotFound(name));
         };
         if let Some(expected) = if_version.filter(|v| *v != state.instance.version) {

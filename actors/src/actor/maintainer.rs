@@ -259,7 +259,7 @@ impl Maintainer {
         let state = self.worker.state.clone();
         let work = async move {
             let result = retry_on_moved(|| async {
-                let Some(current) = state.get(&instance).await? else {
+                let Some(current) = state.get(&instance) else {
                     return Ok(());
                 };
                 let mut record = current.instance;
@@ -299,15 +299,7 @@ impl Maintainer {
 
     fn on_full_scan(&mut self, ctx: &mut Context<Self>) {
         let state = self.worker.state.clone();
-        let work = async move {
-            match state.records().await {
-                Ok(states) => scan(states),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot scan for lost members and unanswered commands");
-                    Scan::default()
-                }
-            }
-        };
+        let work = async move { scan(state.records()) };
         ctx.wait(work.into_actor(self).map(|found: Scan, actor, ctx| {
             actor.recovering.extend(found.recovering);
             for (instance, command, agent_id) in found.resend {
@@ -501,7 +493,7 @@ impl UpdateWorker {
             .inc();
         tracing::info!(%task_id, state = state_name, message = status.message.as_deref().unwrap_or(""), "status update");
 
-        let instance = self.state.find_task(&task_id).await?;
+        let instance = self.state.find_task(&task_id);
         let current = instance
             .as_ref()
             .and_then(|i| i.tasks.values().find(|t| t.task_id == task_id).cloned());
@@ -659,7 +651,7 @@ impl UpdateWorker {
 
     /// Returns whether members are still waiting for their relaunch.
     async fn recover_instance(&self, name: &str, now_ms: u64) -> Result<bool, ActorError> {
-        let Some(state) = self.state.get(name).await? else {
+        let Some(state) = self.state.get(name) else {
             return Ok(false);
         };
         if !state.instance.status.is_live() {
@@ -771,7 +763,7 @@ impl Handler<Traced<RunCommand>> for Maintainer {
         span.record("instance", instance.as_str());
         let state = self.worker.state.clone();
         let lookup = async move {
-            let found = state.get(&instance).await?;
+            let found = state.get(&instance);
             let task = found
                 .and_then(|s| s.tasks.get(&ordinal).cloned())
                 .ok_or_else(|| ActorError::NotFound(format!("{instance}-{ordinal}")))?;

@@ -131,8 +131,10 @@ impl System {
             let _guard = guard;
             std::future::pending::<()>().await;
         });
+        let cache = state_manager.cache();
         let state = StateManagerHandle::new(
             StateManager::start_in_arbiter(&write_path, move |_| state_manager),
+            cache,
             metrics.clone(),
         );
 
@@ -221,14 +223,14 @@ impl System {
             metrics,
             mesos,
         };
-        system.requeue_unplaced().await?;
+        system.requeue_unplaced();
         Ok(system)
     }
 
     /// Queues again the members persisted without a placement (after a restart).
-    async fn requeue_unplaced(&self) -> Result<(), ActorError> {
+    fn requeue_unplaced(&self) {
         let mut jobs = Vec::new();
-        for state in self.state.records().await? {
+        for state in self.state.records() {
             if !state.instance.status.is_live() {
                 continue;
             }
@@ -245,12 +247,11 @@ impl System {
             );
             self.buffer.queue_launch(jobs);
         }
-        Ok(())
     }
 
     /// The framework id persisted by an earlier run, for re-subscribing.
-    pub async fn stored_framework_id(&self) -> Result<Option<String>, ActorError> {
-        self.state.framework_id().await
+    pub fn stored_framework_id(&self) -> Option<String> {
+        self.state.framework_id()
     }
 
     /// Routes one Mesos event to the actor that owns it. SUBSCRIBED is handled
@@ -322,7 +323,7 @@ impl System {
                 if let Some(failures) = stats.health_failures {
                     self.metrics.health_failures(&stats.task_id, failures);
                 }
-                self.state.record_stats(stats)
+                self.state.record_stats(&stats)
             }
             Ok(ExecutorMessage {
                 payload: Some(Payload::CommandResult(result)),
@@ -343,14 +344,13 @@ impl System {
     }
 
     async fn on_subscribed(&self, framework_id: &str) -> Result<(), ActorError> {
-        if self.state.framework_id().await?.as_deref() != Some(framework_id) {
+        if self.state.framework_id().as_deref() != Some(framework_id) {
             self.state.set_framework_id(framework_id).await?;
         }
         // Ask for the state of every task we think is live, then of all tasks.
         let live: Vec<(String, Option<String>)> = self
             .state
             .live_tasks()
-            .await?
             .into_iter()
             .map(|t| (t.task_id, t.agent_id))
             .collect();

@@ -59,7 +59,7 @@ pub const RESCINDED_MEMORY: usize = 4096;
 /// Task records a round persists in one write before accepting the offers they
 /// were placed on. A round with thousands of launches persists and accepts them
 /// group by group, so that a create's write never waits behind one huge batch.
-pub const ACCEPT_GROUP_RECORDS: usize = 256;
+pub const ACCEPT_GROUP_RECORDS: usize = 64;
 
 /// Events of the OfferManager.
 #[derive(Debug, Message)]
@@ -354,7 +354,6 @@ impl OfferRound {
         let states: BTreeMap<String, (InstanceRecord, BTreeMap<u32, TaskRecord>)> = self
             .state
             .records()
-            .await?
             .into_iter()
             .map(|s| {
                 let s = Arc::unwrap_or_clone(s);

@@ -111,7 +111,7 @@ impl From<ActorError> for OperationError {
 type Reply = Result<InstanceView, OperationError>;
 
 impl UpdateWorker {
-    async fn live_instance(
+    fn live_instance(
         &self,
         name: &str,
         if_match: Option<u64>,
@@ -119,23 +119,21 @@ impl UpdateWorker {
         let state = self
             .state
             .get(name)
-            .await?
             .ok_or_else(|| OperationError::NotFound(name.to_string()))?;
         check_operable(&state.instance, if_match)?;
         Ok(state)
     }
 
-    async fn fresh_view(&self, name: &str) -> Reply {
+    fn fresh_view(&self, name: &str) -> Reply {
         Ok(self
             .state
             .get(name)
-            .await?
             .ok_or_else(|| OperationError::NotFound(name.to_string()))?
             .view())
     }
 
     async fn scale(&self, msg: ScaleInstance) -> Reply {
-        let state = self.live_instance(&msg.name, msg.if_match).await?;
+        let state = self.live_instance(&msg.name, msg.if_match)?;
         let mut instance = state.instance.clone();
         let plan = plan_scale(&mut instance, &state.tasks, msg.replicas)?;
         // Members added now are admitted to the launch queue before anything is
@@ -163,7 +161,6 @@ impl UpdateWorker {
             let state = self
                 .state
                 .get(&msg.name)
-                .await?
                 .ok_or_else(|| OperationError::NotFound(msg.name.clone()))?;
             super::actions::carry_out(
                 &self.state,
@@ -174,20 +171,20 @@ impl UpdateWorker {
             )
             .await?;
         }
-        self.fresh_view(&msg.name).await
+        self.fresh_view(&msg.name)
     }
 
     async fn update(&self, msg: UpdateInstance) -> (Reply, Vec<CommandOrder>) {
         let mut commands = Vec::new();
         let reply = async {
-            let state = self.live_instance(&msg.name, msg.if_match).await?;
+            let state = self.live_instance(&msg.name, msg.if_match)?;
             let mut instance = state.instance.clone();
             if plan_update(&mut instance, &state.tasks, msg.update)? {
                 tracing::info!(instance = %msg.name, image = %instance.spec.image, "rolling update");
                 self.state.write(vec![instance], Vec::new()).await?;
                 commands = self.advance_rollout(&msg.name).await?;
             }
-            self.fresh_view(&msg.name).await
+            self.fresh_view(&msg.name)
         }
         .await;
         (reply, commands)
@@ -199,7 +196,7 @@ impl UpdateWorker {
         &self,
         name: &str,
     ) -> Result<Vec<CommandOrder>, ActorError> {
-        let Some(state) = self.state.get(name).await? else {
+        let Some(state) = self.state.get(name) else {
             return Ok(Vec::new());
         };
         let Some(mut rollout) = state.instance.lifecycle.rollout.clone() else {
@@ -272,7 +269,7 @@ impl UpdateWorker {
     }
 
     async fn restart(&self, name: &str, ordinal: u32, in_place: bool) -> Reply {
-        let state = self.live_instance(name, None).await?;
+        let state = self.live_instance(name, None)?;
         let Some(task) = state.tasks.get(&ordinal) else {
             return Err(OperationError::Invalid(format!(
                 "instance {name} has no member {ordinal}"
@@ -298,7 +295,7 @@ impl UpdateWorker {
                 .send(calls::kill(&task.task_id, task.agent_id.as_deref()));
         }
         self.buffer.queue_launch(vec![launch_job(&instance, &next)]);
-        self.fresh_view(name).await
+        self.fresh_view(name)
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Every read is served from the cache; every write goes to the store first (on a
 //! blocking thread, never on the actor thread) and reaches the cache only once it is
-//! durable.
+//! durable. Only the actor writes the cache; readers read it through the handle on
+//! their own threads ([`Cache`]), so the actor's thread serves writes alone and a
+//! create never waits in its mailbox behind reads.
 //!
 //! Writes are group-committed: while one batch is being synced, the writes that
 //! arrive are queued, and when it completes they all go to the store as the next
@@ -15,7 +17,7 @@
 //! A restart of this actor loses nothing: the cache is rebuilt from the store.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -58,20 +60,130 @@ impl InstanceState {
     }
 }
 
+/// The cache: the records as they are in the store, and the latest stats of each
+/// member's task.
+///
+/// Written by the [`StateManager`] alone, with durable writes only; read by anyone
+/// holding a [`StateManagerHandle`], on the reader's thread. A reader holds a lock
+/// only while it finds entries and clones their `Arc`s; copies are made after, so
+/// no read holds up a write for longer than that. When both locks are taken,
+/// `records` is taken first.
+#[derive(Debug, Default)]
+pub struct Cache {
+    records: RwLock<Records>,
+    /// Latest stats by task id, of current tasks that are not terminal. Kept in
+    /// memory only: a fresh sample arrives every stats interval.
+    stats: Mutex<HashMap<String, MemberStats>>,
+}
+
+/// The records of the [`Cache`].
+#[derive(Debug, Default)]
+struct Records {
+    /// Instances (without stats), shared with readers: a write copies an entry only
+    /// while a reader still holds it.
+    instances: BTreeMap<String, Arc<InstanceState>>,
+    /// Task id → (instance, ordinal), for routing status updates.
+    task_index: HashMap<String, (String, u32)>,
+    framework_id: Option<String>,
+}
+
+impl Cache {
+    // A panic while a lock was held cannot leave a record half written (every
+    // update is a single insert or remove), so a poisoned lock is used as it is.
+    fn records(&self) -> RwLockReadGuard<'_, Records> {
+        self.records.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn records_mut(&self) -> RwLockWriteGuard<'_, Records> {
+        self.records.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stats(&self) -> MutexGuard<'_, HashMap<String, MemberStats>> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One instance with the latest stats of its current tasks.
+    pub fn get(&self, name: &str) -> Option<InstanceState> {
+        let record = self.records().instances.get(name).cloned()?;
+        Some(self.with_stats(&record))
+    }
+
+    /// Every instance with the latest stats of its current tasks, by name.
+    pub fn list(&self) -> Vec<InstanceState> {
+        self.all_records()
+            .iter()
+            .map(|record| self.with_stats(record))
+            .collect()
+    }
+
+    /// Every instance's records, shared rather than copied (no stats), by name.
+    pub fn all_records(&self) -> Vec<Arc<InstanceState>> {
+        self.records().instances.values().cloned().collect()
+    }
+
+    /// How many instances have each status (by its name); statuses no instance has
+    /// are absent.
+    pub fn count_by_status(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for state in self.records().instances.values() {
+            *counts.entry(state.instance.status.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The instance owning `task_id` (no stats).
+    pub fn find_task(&self, task_id: &str) -> Option<InstanceState> {
+        let record = {
+            let records = self.records();
+            let (instance, _) = records.task_index.get(task_id)?;
+            records.instances.get(instance).cloned()?
+        };
+        Some(InstanceState::clone(&record))
+    }
+
+    /// The persisted framework id.
+    pub fn framework_id(&self) -> Option<String> {
+        self.records().framework_id.clone()
+    }
+
+    /// Keeps a stats sample if its task is a member's current task and not
+    /// terminal: an executor cannot make us hold samples of tasks we do not know,
+    /// nor keep those of a task that ended.
+    pub fn record_stats(&self, sample: &mesos_stateful_proto::stateful::TaskStats) {
+        // The records stay locked until the sample is in, so the task cannot end in
+        // between (the StateManager drops an ended task's sample after marking it).
+        let records = self.records();
+        let current = records
+            .task_index
+            .get(&sample.task_id)
+            .and_then(|(instance, ordinal)| records.instances.get(instance)?.tasks.get(ordinal))
+            .is_some_and(|task| {
+                task.task_id == sample.task_id && !lifecycle::is_terminal(task.state.as_deref())
+            });
+        if current {
+            self.stats()
+                .insert(sample.task_id.clone(), MemberStats::from(sample));
+        }
+    }
+
+    fn with_stats(&self, record: &InstanceState) -> InstanceState {
+        let mut state = record.clone();
+        let stats = self.stats();
+        state.stats = state
+            .tasks
+            .iter()
+            .filter_map(|(ordinal, task)| Some((*ordinal, stats.get(&task.task_id)?.clone())))
+            .collect();
+        state
+    }
+}
+
 /// The actor.
 #[derive(Debug)]
 pub struct StateManager {
     store: StateStore,
-    /// Cached records (without stats), shared with readers of [`ListRecords`]: a
-    /// write copies an entry only while a reader still holds it.
-    instances: BTreeMap<String, Arc<InstanceState>>,
-    /// Task id → (instance, ordinal), for routing status updates.
-    task_index: BTreeMap<String, (String, u32)>,
-    framework_id: Option<String>,
+    cache: Arc<Cache>,
     metrics: Arc<Metrics>,
-    /// Latest stats by task id. Kept in memory only: a fresh sample arrives every
-    /// stats interval.
-    stats: BTreeMap<String, MemberStats>,
     /// Every durable write, for the API's event stream. Sent after the store
     /// answered, so a subscriber never sees a change that could be lost.
     changes: tokio::sync::broadcast::Sender<StateChange>,
@@ -191,7 +303,7 @@ impl<T> GroupCommit<T> {
 
 /// Records one synced batch holds at most (unless one write alone holds more): a
 /// create queued behind a batch waits for this many records' write at most.
-pub const BATCH_RECORDS: usize = 256;
+pub const BATCH_RECORDS: usize = 64;
 
 /// One caller's write waiting in the [`GroupCommit`].
 #[derive(Debug)]
@@ -308,7 +420,7 @@ impl StateManager {
                 )
             })
             .collect();
-        let mut task_index = BTreeMap::new();
+        let mut task_index = HashMap::new();
         for task in store.load_all_tasks()? {
             task_index.insert(task.task_id.clone(), (task.instance.clone(), task.ordinal));
             if let Some(state) = instances.get_mut(&task.instance) {
@@ -316,18 +428,28 @@ impl StateManager {
             }
         }
         let framework_id = store.framework_id()?;
-        Ok(StateManager {
-            store,
+        let records = Records {
             instances,
             task_index,
             framework_id,
+        };
+        Ok(StateManager {
+            store,
+            cache: Arc::new(Cache {
+                records: RwLock::new(records),
+                stats: Mutex::default(),
+            }),
             metrics,
-            stats: BTreeMap::new(),
             changes: tokio::sync::broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
             commits: GroupCommit::default(),
             assigned_versions: HashMap::new(),
             creating: HashSet::new(),
         })
+    }
+
+    /// The cache, for the handle's reads.
+    pub fn cache(&self) -> Arc<Cache> {
+        self.cache.clone()
     }
 
     fn apply_to_cache(&mut self, instances: Vec<InstanceRecord>, tasks: Vec<TaskRecord>) {
@@ -338,45 +460,60 @@ impl StateManager {
                 tasks: tasks.clone(),
             });
         }
-        for instance in instances {
-            self.instances
-                .entry(instance.name.clone())
-                .and_modify(|state| Arc::make_mut(state).instance = instance.clone())
-                .or_insert_with(|| {
-                    Arc::new(InstanceState {
-                        instance,
-                        tasks: BTreeMap::new(),
-                        stats: BTreeMap::new(),
-                    })
-                });
-        }
-        for task in tasks {
-            if lifecycle::is_terminal(task.state.as_deref()) {
-                self.stats.remove(&task.task_id);
+        let mut ended = Vec::new();
+        {
+            let mut records = self.cache.records_mut();
+            let records = &mut *records;
+            for instance in instances {
+                records
+                    .instances
+                    .entry(instance.name.clone())
+                    .and_modify(|state| Arc::make_mut(state).instance = instance.clone())
+                    .or_insert_with(|| {
+                        Arc::new(InstanceState {
+                            instance,
+                            tasks: BTreeMap::new(),
+                            stats: BTreeMap::new(),
+                        })
+                    });
             }
-            self.task_index
-                .insert(task.task_id.clone(), (task.instance.clone(), task.ordinal));
-            if let Some(state) = self.instances.get_mut(&task.instance) {
-                Arc::make_mut(state).tasks.insert(task.ordinal, task);
+            for task in tasks {
+                records
+                    .task_index
+                    .insert(task.task_id.clone(), (task.instance.clone(), task.ordinal));
+                if let Some(state) = records.instances.get_mut(&task.instance) {
+                    let state = Arc::make_mut(state);
+                    if let Some(replaced) = state.tasks.get(&task.ordinal) {
+                        if replaced.task_id != task.task_id {
+                            ended.push(replaced.task_id.clone());
+                        }
+                    }
+                    if lifecycle::is_terminal(task.state.as_deref()) {
+                        ended.push(task.task_id.clone());
+                    }
+                    state.tasks.insert(task.ordinal, task);
+                }
             }
         }
+        self.forget_stats(ended);
     }
 
-    /// The cached state of `name` with the latest stats of its current tasks.
-    fn snapshot(&self, name: &str) -> Option<InstanceState> {
-        let mut state = InstanceState::clone(self.instances.get(name)?);
-        state.stats = state
-            .tasks
-            .iter()
-            .filter_map(|(ordinal, task)| Some((*ordinal, self.stats.get(&task.task_id)?.clone())))
-            .collect();
-        Some(state)
+    /// Drops the stats of tasks that ended or are no longer a member's.
+    fn forget_stats(&self, task_ids: Vec<String>) {
+        if task_ids.is_empty() {
+            return;
+        }
+        let mut stats = self.cache.stats();
+        for task_id in task_ids {
+            stats.remove(&task_id);
+        }
     }
 
     /// The version of a record (an instance's with `ordinal` `None`, else one of its
     /// members') once the writes queued so far are done; 0 for no record.
     fn current_version(&self, name: &str, ordinal: Option<u32>) -> u64 {
-        let state = self.instances.get(name);
+        let records = self.cache.records();
+        let state = records.instances.get(name);
         let cached = match ordinal {
             None => state.map(|s| s.instance.version),
             Some(ordinal) => state.and_then(|s| s.tasks.get(&ordinal)).map(|t| t.version),
@@ -503,6 +640,10 @@ impl StateManager {
         match result {
             Ok(()) => {
                 self.commits.completed(None);
+                // The next batch syncs while this one is applied and answered: the
+                // cache still takes the batches in order, as this runs to its end
+                // before the next one's outcome can.
+                self.flush(ctx);
                 for write in batch {
                     let answer = self.apply_write(write.kind);
                     let _ = write.reply.send(Ok(answer));
@@ -547,7 +688,7 @@ impl StateManager {
                 let name = instance.name.clone();
                 self.creating.remove(&name);
                 self.apply_to_cache(vec![instance], tasks);
-                self.instances.get(&name).map(|s| InstanceState::clone(s))
+                self.cache.get(&name)
             }
             WriteKind::Put { instances, tasks } => {
                 self.apply_to_cache(instances, tasks);
@@ -556,12 +697,14 @@ impl StateManager {
             WriteKind::Remove { instance, ordinals } => {
                 let name = instance.name.clone();
                 self.apply_to_cache(vec![instance], Vec::new());
-                if let Some(state) = self.instances.get_mut(&name) {
+                let mut removed = Vec::new();
+                if let Some(state) = self.cache.records_mut().instances.get_mut(&name) {
                     let state = Arc::make_mut(state);
                     for ordinal in &ordinals {
-                        state.tasks.remove(ordinal);
+                        removed.extend(state.tasks.remove(ordinal).map(|task| task.task_id));
                     }
                 }
+                self.forget_stats(removed);
                 // Task ids of removed members stay in the index: late updates of
                 // their tasks find the instance but no current task, and are killed.
                 None
@@ -569,27 +712,6 @@ impl StateManager {
         }
     }
 }
-
-/// Reads one instance.
-#[derive(Debug, Message)]
-#[rtype(result = "Option<InstanceState>")]
-pub struct GetInstance(pub String);
-
-/// Reads every instance.
-#[derive(Debug, Message)]
-#[rtype(result = "Vec<InstanceState>")]
-pub struct ListInstances;
-
-/// Reads every instance's records, shared rather than copied (no stats): for
-/// scans of the whole state, which must not hold up the writes behind them.
-#[derive(Debug, Message)]
-#[rtype(result = "Vec<Arc<InstanceState>>")]
-pub struct ListRecords;
-
-/// Finds the instance of a task id.
-#[derive(Debug, Message)]
-#[rtype(result = "Option<InstanceState>")]
-pub struct FindTask(pub String);
 
 /// Creates an instance with its first task records, failing if the name is taken.
 #[derive(Debug, Message)]
@@ -618,25 +740,6 @@ pub struct Write {
     pub tasks: Vec<TaskRecord>,
 }
 
-/// Keeps the latest stats sample of a task (in memory only).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct RecordStats(pub mesos_stateful_proto::stateful::TaskStats);
-
-impl Handler<Traced<RecordStats>> for StateManager {
-    type Result = ();
-    fn handle(&mut self, traced: Traced<RecordStats>, _: &mut Context<Self>) {
-        self.metrics.received(ACTOR, "RecordStats");
-        let _entered = handler_span(ACTOR, "RecordStats", &traced.parent).entered();
-        let stats = traced.message.0;
-        // Only tasks we know: an executor cannot make us hold unbounded garbage.
-        if self.task_index.contains_key(&stats.task_id) {
-            self.stats
-                .insert(stats.task_id.clone(), MemberStats::from(&stats));
-        }
-    }
-}
-
 /// Subscribes to the durable writes.
 #[derive(Debug, Message)]
 #[rtype(result = "tokio::sync::broadcast::Receiver<StateChange>")]
@@ -654,84 +757,6 @@ impl Handler<SubscribeChanges> for StateManager {
 #[rtype(result = "Result<(), ActorError>")]
 pub struct SetFrameworkId(pub String);
 
-/// Reads the persisted framework id.
-#[derive(Debug, Message)]
-#[rtype(result = "Option<String>")]
-pub struct GetFrameworkId;
-
-impl Handler<Traced<GetInstance>> for StateManager {
-    type Result = Option<InstanceState>;
-    fn handle(&mut self, traced: Traced<GetInstance>, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.received(ACTOR, "GetInstance");
-        let _entered = handler_span(ACTOR, "GetInstance", &traced.parent).entered();
-        let msg = traced.message;
-        self.snapshot(&msg.0)
-    }
-}
-
-impl Handler<Traced<ListInstances>> for StateManager {
-    type Result = MessageResult<Traced<ListInstances>>;
-    fn handle(&mut self, traced: Traced<ListInstances>, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.received(ACTOR, "ListInstances");
-        let _entered = handler_span(ACTOR, "ListInstances", &traced.parent).entered();
-        MessageResult(
-            self.instances
-                .keys()
-                .filter_map(|name| self.snapshot(name))
-                .collect(),
-        )
-    }
-}
-
-impl Handler<Traced<ListRecords>> for StateManager {
-    type Result = MessageResult<Traced<ListRecords>>;
-    fn handle(&mut self, traced: Traced<ListRecords>, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.received(ACTOR, "ListRecords");
-        let _entered = handler_span(ACTOR, "ListRecords", &traced.parent).entered();
-        MessageResult(self.instances.values().cloned().collect())
-    }
-}
-
-/// How many instances have each status, counted without copying any record.
-#[derive(Debug, Message)]
-#[rtype(result = "std::collections::BTreeMap<&'static str, usize>")]
-pub struct CountByStatus;
-
-impl Handler<Traced<CountByStatus>> for StateManager {
-    type Result = MessageResult<Traced<CountByStatus>>;
-    fn handle(&mut self, traced: Traced<CountByStatus>, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.received(ACTOR, "CountByStatus");
-        let _entered = handler_span(ACTOR, "CountByStatus", &traced.parent).entered();
-        let mut counts = std::collections::BTreeMap::new();
-        for state in self.instances.values() {
-            *counts.entry(state.instance.status.as_str()).or_insert(0) += 1;
-        }
-        MessageResult(counts)
-    }
-}
-
-impl Handler<Traced<FindTask>> for StateManager {
-    type Result = Option<InstanceState>;
-    fn handle(&mut self, traced: Traced<FindTask>, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.received(ACTOR, "FindTask");
-        let _entered = handler_span(ACTOR, "FindTask", &traced.parent).entered();
-        let msg = traced.message;
-        let (instance, _) = self.task_index.get(&msg.0)?;
-        self.instances
-            .get(instance)
-            .map(|s| InstanceState::clone(s))
-    }
-}
-
-impl Handler<Traced<GetFrameworkId>> for StateManager {
-    type Result = Option<String>;
-    fn handle(&mut self, traced: Traced<GetFrameworkId>, _: &mut Context<Self>) -> Self::Result {
-        self.metrics.received(ACTOR, "GetFrameworkId");
-        let _entered = handler_span(ACTOR, "GetFrameworkId", &traced.parent).entered();
-        self.framework_id.clone()
-    }
-}
-
 impl Handler<Traced<CreateInstance>> for StateManager {
     type Result = ResponseFuture<Result<InstanceState, ActorError>>;
 
@@ -743,7 +768,8 @@ impl Handler<Traced<CreateInstance>> for StateManager {
             mut tasks,
         } = traced.message;
         let name = instance.name.clone();
-        if self.instances.contains_key(&name) || !self.creating.insert(name.clone()) {
+        if self.cache.records().instances.contains_key(&name) || !self.creating.insert(name.clone())
+        {
             return Box::pin(async move { Err(ActorError::AlreadyExists(name)) });
         }
         instance.version = 1;
@@ -897,73 +923,76 @@ impl Handler<Traced<SetFrameworkId>> for StateManager {
         AtomicResponse::new(Box::pin(write.into_actor(self).map(
             move |result, actor, _| {
                 result?;
-                actor.framework_id = Some(msg.0);
+                actor.cache.records_mut().framework_id = Some(msg.0);
                 Ok(())
             },
         )))
     }
 }
 
-/// Typed access to the StateManager.
+/// Typed access to the StateManager: reads from its cache on the caller's thread,
+/// writes through its mailbox.
 #[derive(Debug, Clone)]
 pub struct StateManagerHandle {
     addr: Addr<StateManager>,
+    cache: Arc<Cache>,
     metrics: Arc<Metrics>,
 }
 
 impl StateManagerHandle {
-    pub(crate) fn new(addr: Addr<StateManager>, metrics: Arc<Metrics>) -> Self {
-        StateManagerHandle { addr, metrics }
+    pub(crate) fn new(addr: Addr<StateManager>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Self {
+        StateManagerHandle {
+            addr,
+            cache,
+            metrics,
+        }
     }
 
-    /// One instance.
-    pub async fn get(&self, name: &str) -> Result<Option<InstanceState>, ActorError> {
-        self.metrics.sent(ACTOR);
-        self.addr
-            .send(Traced::new(GetInstance(name.to_string())))
-            .await
-            .map_err(|e| ActorError::mailbox("StateManager", e))
+    /// One instance, as durable, with the latest stats of its members.
+    pub fn get(&self, name: &str) -> Option<InstanceState> {
+        self.cache.get(name)
     }
 
-    /// Every instance.
-    pub async fn list(&self) -> Result<Vec<InstanceState>, ActorError> {
-        self.metrics.sent(ACTOR);
-        self.addr
-            .send(Traced::new(ListInstances))
-            .await
-            .map_err(|e| ActorError::mailbox("StateManager", e))
+    /// Every instance, by name.
+    pub fn list(&self) -> Vec<InstanceState> {
+        self.cache.list()
     }
 
-    /// Every instance's records, shared with the cache (no stats). Cheap for the
-    /// StateManager whatever the number of instances; the caller copies what it
-    /// keeps.
-    pub async fn records(&self) -> Result<Vec<Arc<InstanceState>>, ActorError> {
-        self.metrics.sent(ACTOR);
-        self.addr
-            .send(Traced::new(ListRecords))
-            .await
-            .map_err(|e| ActorError::mailbox("StateManager", e))
+    /// Every instance's records, shared with the cache (no stats), by name. Cheap
+    /// whatever the number of instances; the caller copies what it keeps.
+    pub fn records(&self) -> Vec<Arc<InstanceState>> {
+        self.cache.all_records()
     }
 
     /// How many instances have each status (by its name); statuses no instance has
     /// are absent.
-    pub async fn count_by_status(
-        &self,
-    ) -> Result<std::collections::BTreeMap<&'static str, usize>, ActorError> {
-        self.metrics.sent(ACTOR);
-        self.addr
-            .send(Traced::new(CountByStatus))
-            .await
-            .map_err(|e| ActorError::mailbox("StateManager", e))
+    pub fn count_by_status(&self) -> BTreeMap<&'static str, usize> {
+        self.cache.count_by_status()
     }
 
-    /// The instance owning `task_id`.
-    pub async fn find_task(&self, task_id: &str) -> Result<Option<InstanceState>, ActorError> {
-        self.metrics.sent(ACTOR);
-        self.addr
-            .send(Traced::new(FindTask(task_id.to_string())))
-            .await
-            .map_err(|e| ActorError::mailbox("StateManager", e))
+    /// The instance owning `task_id` (no stats).
+    pub fn find_task(&self, task_id: &str) -> Option<InstanceState> {
+        self.cache.find_task(task_id)
+    }
+
+    /// The persisted framework id.
+    pub fn framework_id(&self) -> Option<String> {
+        self.cache.framework_id()
+    }
+
+    /// Keeps the latest stats sample of a member's current task (in memory only).
+    pub fn record_stats(&self, stats: &mesos_stateful_proto::stateful::TaskStats) {
+        self.cache.record_stats(stats);
+    }
+
+    /// Tasks that are launched and not terminal, with their agents.
+    pub fn live_tasks(&self) -> Vec<TaskRecord> {
+        self.records()
+            .iter()
+            .flat_map(|state| state.tasks.values())
+            .filter(|t| t.agent_id.is_some() && !lifecycle::is_terminal(t.state.as_deref()))
+            .cloned()
+            .collect()
     }
 
     /// Creates an instance atomically.
@@ -1015,15 +1044,6 @@ impl StateManagerHandle {
             .map_err(|e| ActorError::mailbox("StateManager", e))?
     }
 
-    /// The persisted framework id.
-    pub async fn framework_id(&self) -> Result<Option<String>, ActorError> {
-        self.metrics.sent(ACTOR);
-        self.addr
-            .send(Traced::new(GetFrameworkId))
-            .await
-            .map_err(|e| ActorError::mailbox("StateManager", e))
-    }
-
     /// Every durable write from now on.
     pub async fn subscribe_changes(
         &self,
@@ -1032,23 +1052,6 @@ impl StateManagerHandle {
             .send(SubscribeChanges)
             .await
             .map_err(|e| ActorError::mailbox("StateManager", e))
-    }
-
-    /// Keeps the latest stats sample of a task.
-    pub fn record_stats(&self, stats: mesos_stateful_proto::stateful::TaskStats) {
-        self.metrics.sent(ACTOR);
-        self.addr.do_send(Traced::new(RecordStats(stats)));
-    }
-
-    /// Tasks that are launched and not terminal, with their agents.
-    pub async fn live_tasks(&self) -> Result<Vec<TaskRecord>, ActorError> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .flat_map(|state| state.tasks.into_values())
-            .filter(|t| t.agent_id.is_some() && !lifecycle::is_terminal(t.state.as_deref()))
-            .collect())
     }
 }
 
@@ -1165,7 +1168,11 @@ mod tests {
         let store = StateStore::open(persister).unwrap();
         let metrics = Arc::new(Metrics::new());
         let manager = StateManager::load(store.clone(), metrics.clone()).unwrap();
-        (StateManagerHandle::new(manager.start(), metrics), store)
+        let cache = manager.cache();
+        (
+            StateManagerHandle::new(manager.start(), cache, metrics),
+            store,
+        )
     }
 
     #[actix_rt::test]
@@ -1173,7 +1180,7 @@ mod tests {
         let persister = Arc::new(MemPersister::new());
         let (state, _) = start(persister.clone());
         state.create(instance("c"), Vec::new()).await.unwrap();
-        let seen = state.get("c").await.unwrap().unwrap().instance;
+        let seen = state.get("c").unwrap().instance;
         assert_eq!(seen.version, 1);
         // Another write is sent first, without waiting for it: the second, built
         // on the same read of version 1, must see the first and refuse.
@@ -1193,7 +1200,7 @@ mod tests {
             }) => {}
             other => panic!("expected a refusal, got {other:?}"),
         }
-        let now = state.get("c").await.unwrap().unwrap().instance;
+        let now = state.get("c").unwrap().instance;
         assert_eq!(
             (now.version, now.status),
             (2, mesos_stateful_store::records::InstanceStatus::Creating),
@@ -1202,7 +1209,7 @@ mod tests {
         // Built on a fresh read it goes through.
         deleting.version = 2;
         state.write(vec![deleting], Vec::new()).await.unwrap();
-        let now = state.get("c").await.unwrap().unwrap().instance;
+        let now = state.get("c").unwrap().instance;
         assert_eq!(
             (now.version, now.status),
             (3, mesos_stateful_store::records::InstanceStatus::Deleting)
@@ -1250,6 +1257,90 @@ mod tests {
         assert_eq!(attempts, MOVED_ATTEMPTS);
     }
 
+    fn sample(task_id: &str, cpu: f64) -> mesos_stateful_proto::stateful::TaskStats {
+        mesos_stateful_proto::stateful::TaskStats {
+            task_id: task_id.into(),
+            cpu_percent: Some(cpu),
+            ..Default::default()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn stats_are_kept_for_a_members_current_live_task_only() {
+        let (state, _) = start(Arc::new(MemPersister::new()));
+        let mut master = TaskRecord::waiting("c", 0, Role::Master, 1);
+        master.state = Some("TASK_RUNNING".into());
+        let first_task = master.task_id.clone();
+        state.create(instance("c"), vec![master]).await.unwrap();
+        let cpu = |state: &StateManagerHandle| {
+            state
+                .get("c")
+                .and_then(|s| s.stats.get(&0).and_then(|stats| stats.cpu_percent))
+        };
+
+        state.record_stats(&sample("nobody", 1.0));
+        state.record_stats(&sample(&first_task, 10.0));
+        assert_eq!(cpu(&state), Some(10.0));
+        assert_eq!(state.list()[0].stats[&0].cpu_percent, Some(10.0));
+        // Scans and task lookups carry records only.
+        assert!(state.records()[0].stats.is_empty());
+        assert!(state.find_task(&first_task).unwrap().stats.is_empty());
+
+        // The task ends: its sample goes, and a late one is not kept.
+        let mut ended = state.get("c").unwrap().tasks[&0].clone();
+        ended.state = Some("TASK_FAILED".into());
+        state.write(Vec::new(), vec![ended.clone()]).await.unwrap();
+        assert_eq!(cpu(&state), None);
+        state.record_stats(&sample(&first_task, 20.0));
+        assert_eq!(cpu(&state), None);
+
+        // Its next incarnation gets samples; the old task id still finds the
+        // instance (a late update of the old task is recognised), not its samples.
+        let mut next = ended.next_incarnation();
+        next.version = 2;
+        next.state = Some("TASK_RUNNING".into());
+        let second_task = next.task_id.clone();
+        state.write(Vec::new(), vec![next]).await.unwrap();
+        state.record_stats(&sample(&first_task, 30.0));
+        state.record_stats(&sample(&second_task, 40.0));
+        assert_eq!(cpu(&state), Some(40.0));
+        assert_eq!(state.find_task(&first_task).unwrap().instance.name, "c");
+
+        // A member scaled away takes its samples with it.
+        let record = state.get("c").unwrap().instance;
+        state.remove_tasks(record, vec![0]).await.unwrap();
+        assert!(state.cache.stats().is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn reads_on_other_threads_see_each_write_once_it_is_answered() {
+        let (state, _) = start(Arc::new(MemPersister::new()));
+        let reader = state.clone();
+        let (written, seen) = std::sync::mpsc::channel::<u32>();
+        let (done, finished) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            for count in seen {
+                let tasks = reader.get("c").map(|s| s.tasks.len() as u32);
+                if tasks != Some(count) {
+                    let _ = done.send(Err(format!("{count} written, {tasks:?} read")));
+                    return;
+                }
+                assert_eq!(reader.count_by_status().get("CREATING"), Some(&1));
+            }
+            let _ = done.send(Ok(()));
+        });
+        state.create(instance("c"), Vec::new()).await.unwrap();
+        written.send(0).unwrap();
+        for ordinal in 0..50u32 {
+            let task = TaskRecord::waiting("c", ordinal, Role::Replica, 1);
+            state.write(Vec::new(), vec![task]).await.unwrap();
+            written.send(ordinal + 1).unwrap();
+        }
+        drop(written);
+        finished.recv().unwrap().unwrap();
+        thread.join().unwrap();
+    }
+
     #[actix_rt::test]
     async fn concurrent_writes_share_synced_batches() {
         let persister = Arc::new(MemPersister::new());
@@ -1267,7 +1358,7 @@ mod tests {
         }
         let batches = persister.write_count() - before;
         assert!(batches < 50, "100 writes took {batches} synced batches");
-        let cached = state.get("c").await.unwrap().unwrap();
+        let cached = state.get("c").unwrap();
         assert_eq!(cached.tasks.len(), 100);
         assert_eq!(cached.tasks[&3].message.as_deref(), Some("write 3"));
         assert_eq!(cached.tasks[&3].version, 1);
@@ -1294,7 +1385,7 @@ mod tests {
             ),
             "{second:?}"
         );
-        let cached = state.get("c").await.unwrap().unwrap();
+        let cached = state.get("c").unwrap();
         assert_eq!(
             (
                 cached.tasks[&3].version,

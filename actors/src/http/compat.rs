@@ -289,7 +289,6 @@ pub async fn compat_status_all(handles: web::Data<ApiHandles>) -> Result<HttpRes
     let all: Vec<CompatInstance> = handles
         .state
         .list()
-        .await?
         .iter()
         .map(|state| CompatInstance::new(&state.view()))
         .collect();
@@ -312,7 +311,7 @@ pub async fn compat_status(
     handles: web::Data<ApiHandles>,
 ) -> Result<HttpResponse, ApiError> {
     let name = checked_name(path.into_inner())?;
-    match handles.state.get(&name).await? {
+    match handles.state.get(&name) {
         Some(state) => Ok(HttpResponse::Ok().json(CompatInstance::new(&state.view()))),
         None => Err(ActorError::NotFound(name).into()),
     }

@@ -273,7 +273,7 @@ pub(crate) async fn create(
         Err(ActorError::AlreadyExists(existing)) => {
             // A repeat whose first answer is not remembered (a restart, or two
             // concurrent repeats): the same spec is the same request.
-            let current = handles.state.get(&existing).await?;
+            let current = handles.state.get(&existing);
             return match current {
                 Some(state)
                     if state.instance.spec == spec
@@ -361,7 +361,6 @@ pub async fn list_instances(
     let views: Vec<_> = handles
         .state
         .list()
-        .await?
         .iter()
         .filter(|s| wanted.is_none_or(|status| s.instance.status == status))
         .map(InstanceState::view)
@@ -386,7 +385,7 @@ pub async fn get_instance(
     handles: web::Data<ApiHandles>,
 ) -> Result<HttpResponse, ApiError> {
     let name = checked_name(path.into_inner())?;
-    match handles.state.get(&name).await? {
+    match handles.state.get(&name) {
         Some(state) => Ok(HttpResponse::Ok()
             .insert_header((header::ETAG, etag(state.instance.version)))
             .json(state.view())),
@@ -431,7 +430,7 @@ pub(crate) async fn delete(
     // is recorded: a change in between answers 412 and deletes nothing.
     let mut if_version = None;
     if request.headers().contains_key(header::IF_MATCH) {
-        let Some(state) = handles.state.get(&name).await? else {
+        let Some(state) = handles.state.get(&name) else {
             return Err(ActorError::NotFound(name).into());
         };
         if_version = check_if_match(request, state.instance.version)?;
@@ -469,7 +468,7 @@ pub async fn get_endpoints(
     handles: web::Data<ApiHandles>,
 ) -> Result<HttpResponse, ApiError> {
     let name = checked_name(path.into_inner())?;
-    let Some(state) = handles.state.get(&name).await? else {
+    let Some(state) = handles.state.get(&name) else {
         return Err(ActorError::NotFound(name).into());
     };
     Ok(HttpResponse::Ok().json(endpoints(&state.view())))

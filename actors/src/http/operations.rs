@@ -124,7 +124,7 @@ pub async fn patch_instance(
     require_json(&request)?;
     let patch: PatchInstanceRequest = parse_json(&body)?;
     let if_match = if_match_version(&request)?;
-    let Some(state) = handles.state.get(&name).await? else {
+    let Some(state) = handles.state.get(&name) else {
         return Err(ActorError::NotFound(name).into());
     };
     // The merged spec must pass every check a create does.
@@ -195,7 +195,7 @@ async fn member_operation(
     let ordinal: u32 = ordinal
         .parse()
         .map_err(|_| ApiError::not_found(format!("member {ordinal:?} not found")))?;
-    let Some(state) = handles.state.get(&name).await? else {
+    let Some(state) = handles.state.get(&name) else {
         return Err(ActorError::NotFound(name).into());
     };
     if !state.tasks.contains_key(&ordinal) {

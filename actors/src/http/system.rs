@@ -94,7 +94,7 @@ pub async fn info(handles: web::Data<ApiHandles>) -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(handles: web::Data<ApiHandles>) -> Result<HttpResponse, ApiError> {
-    let counts = handles.state.count_by_status().await?;
+    let counts = handles.state.count_by_status();
     let gauges = &handles.metrics.instances;
     for status in InstanceStatus::ALL {
         let count = counts.get(status.as_str()).copied().unwrap_or(0);

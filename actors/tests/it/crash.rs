@@ -526,7 +526,7 @@ async fn run_script_with_crashes(seed: u64, pause: Duration) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let converged = loop {
         step(&system, &mut cluster, &calls, pause).await;
-        let states = system.state.list().await.unwrap();
+        let states = system.state.list();
         let done = states.iter().all(|state| {
             let name = &state.instance.name;
             if deleted.contains(name) {
@@ -541,7 +541,7 @@ async fn run_script_with_crashes(seed: u64, pause: Duration) {
         }
     };
 
-    let states = system.state.list().await.unwrap();
+    let states = system.state.list();
     let names: BTreeSet<String> = states.iter().map(|s| s.instance.name.clone()).collect();
     let lost: Vec<_> = accepted.difference(&names).collect();
     let unconverged: Vec<String> = states

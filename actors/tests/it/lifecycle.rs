@@ -203,7 +203,7 @@ async fn running_pair(
 /// Waits until the member at `ordinal` of `name` is the incarnation `task_id`.
 async fn wait_task(system: &System, name: &str, ordinal: u32, task_id: &str) {
     eventually(task_id, || async {
-        let state = system.state.get(name).await.unwrap().unwrap();
+        let state = system.state.get(name).unwrap();
         state.tasks.get(&ordinal).map(|t| t.task_id.as_str()) == Some(task_id)
     })
     .await;
@@ -227,7 +227,7 @@ async fn a_lost_replica_is_relaunched_in_place_and_the_instance_recovers() {
     set_state(&system, &replica, v1::TaskState::TaskFailed, 3).await;
     wait_status(&system, "deg", InstanceStatus::Degraded).await;
     wait_task(&system, "deg", 1, "deg-1.2").await;
-    let state = system.state.get("deg").await.unwrap().unwrap();
+    let state = system.state.get("deg").unwrap();
     assert_eq!(state.tasks[&1].failures, 1);
     assert_eq!(state.tasks[&1].role, Role::Replica);
 
@@ -278,7 +278,7 @@ async fn a_lost_master_is_promoted_away_and_comes_back_as_a_replica() {
         (run.task_id.as_str(), run.argv),
         ("pro-1.1", vec!["promote".to_string()])
     );
-    let state = system.state.get("pro").await.unwrap().unwrap();
+    let state = system.state.get("pro").unwrap();
     assert_eq!(state.tasks[&1].role, Role::Master);
     assert_eq!(state.tasks[&0].role, Role::Replica);
     assert_eq!(state.instance.status, InstanceStatus::Degraded);
@@ -329,7 +329,7 @@ async fn a_member_whose_agent_stays_gone_is_replaced_and_its_return_killed() {
     set_state(&system, &first, v1::TaskState::TaskUnreachable, 2).await;
     wait_status(&system, "gone", InstanceStatus::Recovering).await;
     // Not before the replace timeout…
-    let state = system.state.get("gone").await.unwrap().unwrap();
+    let state = system.state.get("gone").unwrap();
     assert_eq!(state.tasks[&0].task_id, "gone-0.1");
     // …then elsewhere, and the unreachable task is killed.
     wait_task(&system, "gone", 0, "gone-0.2").await;
@@ -345,7 +345,7 @@ async fn a_member_whose_agent_stays_gone_is_replaced_and_its_return_killed() {
         kills(&mesos).len() > before
     })
     .await;
-    let state = system.state.get("gone").await.unwrap().unwrap();
+    let state = system.state.get("gone").unwrap();
     assert_eq!(state.tasks[&0].task_id, "gone-0.2");
 }
 
@@ -354,14 +354,7 @@ async fn scale_restart_and_replace_members() {
     let mesos = RecordingMesos::subscribed("fw");
     let system = start_with(&mesos, Arc::new(Scripted::default())).await;
     let (master, replica) = running_pair(&system, &mesos, "ops").await;
-    let version = system
-        .state
-        .get("ops")
-        .await
-        .unwrap()
-        .unwrap()
-        .instance
-        .version;
+    let version = system.state.get("ops").unwrap().instance.version;
 
     assert_eq!(
         system.maintainer.scale("ops", 2, Some(version + 7)).await,
@@ -462,7 +455,7 @@ async fn an_update_restarts_replicas_first_and_the_master_after_a_promotion() {
         commands_sent(&mesos).contains(&("upd-1.2".to_string(), vec!["promote".to_string()]))
     })
     .await;
-    let state = system.state.get("upd").await.unwrap().unwrap();
+    let state = system.state.get("upd").unwrap();
     assert_eq!(state.tasks[&1].role, Role::Master);
     assert_eq!(state.tasks[&0].role, Role::Replica);
 
@@ -470,7 +463,7 @@ async fn an_update_restarts_replicas_first_and_the_master_after_a_promotion() {
     set_state(&system, &third, v1::TaskState::TaskRunning, 4).await;
     wait_status(&system, "upd", InstanceStatus::Running).await;
     eventually("the rollout done", || async {
-        let state = system.state.get("upd").await.unwrap().unwrap();
+        let state = system.state.get("upd").unwrap();
         state.instance.lifecycle.rollout.is_none()
     })
     .await;
@@ -515,7 +508,7 @@ async fn an_unanswered_command_is_sent_again_after_a_restart_and_cleared_once_an
         (task_id.as_str(), argv.clone()),
         ("cmd-1.1", vec!["promote".to_string()])
     );
-    let recorded = system.state.get("cmd").await.unwrap().unwrap().instance;
+    let recorded = system.state.get("cmd").unwrap().instance;
     let ids: Vec<&str> = recorded
         .lifecycle
         .commands
@@ -553,8 +546,6 @@ async fn an_unanswered_command_is_sent_again_after_a_restart_and_cleared_once_an
         restarted
             .state
             .get("cmd")
-            .await
-            .unwrap()
             .unwrap()
             .instance
             .lifecycle

@@ -207,12 +207,7 @@ fn launched_tasks(mesos: &RecordingMesos) -> Vec<v1::TaskInfo> {
 }
 
 async fn status_of(system: &System, name: &str) -> Option<InstanceStatus> {
-    system
-        .state
-        .get(name)
-        .await
-        .unwrap()
-        .map(|s| s.instance.status)
+    system.state.get(name).map(|s| s.instance.status)
 }
 
 #[actix_rt::test]
@@ -309,11 +304,19 @@ async fn create_launch_replicate_run_and_delete() {
     })
     .await;
 
-    // A reconciliation answer has no uuid and is not acknowledged.
+    // A reconciliation answer has no uuid and is not acknowledged. It is still
+    // applied (its record is written again) before the delete below, which would
+    // otherwise race it: applied after the delete, it would kill its task again.
+    let replica_version = |system: &System| system.state.get("cache1").unwrap().tasks[&1].version;
+    let before = replica_version(&system);
     system
         .handle_event(update("cache1-1.1", "a2", v1::TaskState::TaskRunning, None))
         .await
         .unwrap();
+    eventually("the reconciliation answer applied", || async {
+        replica_version(&system) > before
+    })
+    .await;
 
     // Delete: both tasks are killed, and the instance is DELETED once both ended.
     let view = system.destroyer.delete("cache1").await.unwrap();
@@ -384,7 +387,7 @@ async fn state_survives_a_restart_and_unplaced_members_are_requeued() {
 
     let mesos = RecordingMesos::subscribed("fw");
     let system = start(&mesos, StateStore::open(persister).unwrap()).await;
-    let views = system.state.list().await.unwrap();
+    let views = system.state.list();
     assert_eq!(views.len(), 1);
     assert_eq!(views[0].instance.name, "kept");
     // The master never got an offer before the restart: it is queued again.
@@ -676,7 +679,7 @@ async fn commands_are_resent_until_answered_and_stats_and_health_are_served() {
         message.data = Bytes::from_static(b"\xff\xff\xff");
     }
     system.handle_event(garbage).await.unwrap();
-    let view = system.state.get("cmd").await.unwrap().unwrap().view();
+    let view = system.state.get("cmd").unwrap().view();
     let member = &view.members[0];
     assert_eq!(member.healthy, Some(true));
     let served = member.stats.as_ref().expect("stats served");

@@ -168,7 +168,7 @@ async fn a_volume_is_reserved_created_and_launched_then_released_on_delete() {
         )
     );
     // The binding was persisted with the placement.
-    let state = system.state.get("c").await.unwrap().unwrap();
+    let state = system.state.get("c").unwrap();
     let binding = state.tasks[&0].volume.clone().expect("the member is bound");
     assert_eq!(
         (binding.agent_id.as_str(), binding.persistence_id.as_str()),
@@ -191,18 +191,11 @@ async fn a_volume_is_reserved_created_and_launched_then_released_on_delete() {
         )
     );
     eventually("the binding removed", || async {
-        let state = system.state.get("c").await.unwrap().unwrap();
+        let state = system.state.get("c").unwrap();
         state.tasks[&0].volume.is_none()
     })
     .await;
-    let status = system
-        .state
-        .get("c")
-        .await
-        .unwrap()
-        .unwrap()
-        .instance
-        .status;
+    let status = system.state.get("c").unwrap().instance.status;
     assert!(matches!(
         status,
         InstanceStatus::Deleting | InstanceStatus::Deleted
@@ -316,10 +309,10 @@ async fn creates_are_refused_while_the_launch_queue_is_full() {
         other => panic!("expected a full queue, got {other:?}"),
     }
     // Nothing of the refused create was stored.
-    assert!(system.state.get("second").await.unwrap().is_none());
+    assert!(system.state.get("second").is_none());
     // An operation that would queue a launch is refused the same way, before it
     // changes anything.
-    let before = system.state.get("first").await.unwrap().unwrap();
+    let before = system.state.get("first").unwrap();
     match system.maintainer.restart_member("first", 0).await {
         Err(OperationError::QueueFull {
             queued: 1,
@@ -328,7 +321,7 @@ async fn creates_are_refused_while_the_launch_queue_is_full() {
         }) => {}
         other => panic!("expected a full queue, got {other:?}"),
     }
-    let after = system.state.get("first").await.unwrap().unwrap();
+    let after = system.state.get("first").unwrap();
     assert_eq!(after.tasks, before.tasks);
     // Once the queue drains, creates are admitted again.
     system
